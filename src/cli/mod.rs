@@ -1,0 +1,66 @@
+//! The command line: one module per subcommand, each with its options and `run`.
+
+mod db;
+mod demo;
+mod generate;
+mod import;
+mod migrate;
+mod status;
+
+use clap::{Parser, Subcommand};
+
+/// fordeler: atomic register package import with gap-free events.
+#[derive(Debug, Parser)]
+#[command(name = "fordeler", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Import packages atomically, in sequence order.
+    Import(import::Opts),
+    /// Write deterministic synthetic packages for a register.
+    Generate(generate::Opts),
+    /// Apply database migrations and create the storage of every register definition.
+    Migrate(migrate::Opts),
+    /// Show each register's last package, last eventid, rows and events.
+    Status(status::Opts),
+    /// Run the demo: start PostgreSQL, import sample packages of every register, show status.
+    Demo(demo::Opts),
+    /// Manage the embedded PostgreSQL cluster.
+    Db(db::Opts),
+}
+
+impl Cli {
+    /// Runs the subcommand and returns the process exit code.
+    pub async fn run(self) -> i32 {
+        let result = match self.command {
+            Command::Import(opts) => return import::run(opts).await,
+            Command::Generate(opts) => generate::run(opts),
+            Command::Migrate(opts) => migrate::run(opts).await,
+            Command::Status(opts) => status::run(opts).await,
+            Command::Demo(opts) => demo::run(opts).await,
+            Command::Db(opts) => db::run(opts),
+        };
+        match result {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                1
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,219 @@
+//! The embedded PostgreSQL default: with no `DATABASE_URL`, fordeler starts (or reuses) a private
+//! cluster in a project-local data directory, from the system's PostgreSQL binaries.
+//!
+//! The cluster listens on a Unix socket only (no TCP port to collide with), inside its own
+//! directory. `initdb` and `pg_ctl` refuse to run as root, so as root they run as the `postgres`
+//! user through `runuser`, and the cluster's directory is handed to that user.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use anyhow::{Context, bail};
+
+/// A private cluster's directory layout.
+#[derive(Debug, Clone)]
+pub struct Cluster {
+    /// `<base>/data`: the PostgreSQL data directory.
+    pub data: PathBuf,
+    /// Directory of the Unix socket.
+    pub socket_dir: PathBuf,
+    /// `<base>/postgres.log`.
+    pub log: PathBuf,
+    bin: PathBuf,
+    as_postgres: bool,
+}
+
+/// The socket's port number (only names the socket file; no TCP port is opened).
+const PORT: u16 = 5432;
+
+impl Cluster {
+    /// Describes the cluster under `base` (created by [`Cluster::start`] if missing).
+    pub fn new(base: &Path) -> anyhow::Result<Self> {
+        let base = absolute(base)?;
+        let as_postgres = is_root();
+        let base = if as_postgres && !postgres_can_reach(&base) {
+            // The project sits where the postgres user cannot go (e.g. under /root): keep the
+            // cluster in a per-project directory it can reach.
+            fallback_base(&base)
+        } else {
+            base
+        };
+        Ok(Self {
+            data: base.join("data"),
+            socket_dir: socket_dir(&base),
+            log: base.join("postgres.log"),
+            bin: find_bin_dir()?,
+            as_postgres,
+        })
+    }
+
+    /// The connection URL of the cluster's `postgres` database.
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@localhost/postgres?host={}&port={PORT}", self.socket_dir.display())
+    }
+
+    /// Creates the cluster if needed and starts it if it is not running. Safe to call from
+    /// several processes at once: they serialise on a lock file.
+    pub fn start(&self) -> anyhow::Result<()> {
+        let base = self.data.parent().context("cluster directory has no parent")?;
+        std::fs::create_dir_all(base).with_context(|| format!("cannot create {}", base.display()))?;
+        let lock = std::fs::File::create(base.join("lock"))?;
+        lock.lock().context("cannot lock the cluster directory")?;
+        if !self.data.join("PG_VERSION").exists() {
+            self.init()?;
+        }
+        if !self.is_running() {
+            self.run_start()?;
+        }
+        Ok(())
+    }
+
+    /// Stops the cluster (fast shutdown) if it runs.
+    pub fn stop(&self) -> anyhow::Result<()> {
+        if self.is_running() {
+            let data = self.data.display().to_string();
+            check(self.pg("pg_ctl", &["stop", "-D", &data, "-m", "fast", "-w"])?, "pg_ctl stop")?;
+        }
+        Ok(())
+    }
+
+    /// Whether the cluster's postmaster runs.
+    pub fn is_running(&self) -> bool {
+        let data = self.data.display().to_string();
+        self.data.join("PG_VERSION").exists()
+            && self.pg("pg_ctl", &["status", "-D", &data]).is_ok_and(|o| o.status.success())
+    }
+
+    fn init(&self) -> anyhow::Result<()> {
+        std::fs::create_dir_all(&self.data)?;
+        std::fs::create_dir_all(&self.socket_dir)?;
+        self.hand_to_postgres()?;
+        let data = self.data.display().to_string();
+        let args = ["-D", &data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C"];
+        check(self.pg("initdb", &args)?, "initdb")?;
+        let conf = "\n# fordeler's private cluster\nlisten_addresses = ''\nmax_connections = 200\n\
+                    shared_buffers = 256MB\nmax_wal_size = 4GB\nclient_connection_check_interval = 1s\n";
+        let conf_path = self.data.join("postgresql.conf");
+        let mut text = std::fs::read_to_string(&conf_path)?;
+        text.push_str(conf);
+        std::fs::write(&conf_path, text)?;
+        Ok(())
+    }
+
+    fn run_start(&self) -> anyhow::Result<()> {
+        std::fs::create_dir_all(&self.socket_dir)?;
+        self.hand_to_postgres()?;
+        let data = self.data.display().to_string();
+        let log = self.log.display().to_string();
+        let options = format!("-k {} -p {PORT}", self.socket_dir.display());
+        let output = self.pg("pg_ctl", &["start", "-D", &data, "-l", &log, "-w", "-t", "60", "-o", &options])?;
+        check(output, "pg_ctl start").with_context(|| format!("see the server log {log}"))
+    }
+
+    fn hand_to_postgres(&self) -> anyhow::Result<()> {
+        if !self.as_postgres {
+            return Ok(());
+        }
+        let base = self.data.parent().context("cluster directory has no parent")?;
+        for dir in [base, self.socket_dir.as_path()] {
+            let status = Command::new("chown").args(["-R", "postgres:postgres"]).arg(dir).status()?;
+            if !status.success() {
+                bail!("cannot hand {} to the postgres user", dir.display());
+            }
+        }
+        Ok(())
+    }
+
+    fn pg(&self, tool: &str, args: &[&str]) -> anyhow::Result<Output> {
+        let program = self.bin.join(tool);
+        let mut command = if self.as_postgres {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(&program);
+            c
+        } else {
+            Command::new(&program)
+        };
+        command.args(args).current_dir("/");
+        command.output().with_context(|| format!("cannot run {}", program.display()))
+    }
+}
+
+fn check(output: Output, what: &str) -> anyhow::Result<()> {
+    if output.status.success() {
+        return Ok(());
+    }
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    bail!("{what} failed ({}): {}{}", output.status, stderr.trim(), stdout.trim())
+}
+
+/// The newest `/usr/lib/postgresql/*/bin` (or `FORDELER_PG_BIN`) that has `initdb`.
+fn find_bin_dir() -> anyhow::Result<PathBuf> {
+    if let Some(dir) = std::env::var_os("FORDELER_PG_BIN") {
+        return Ok(PathBuf::from(dir));
+    }
+    let mut candidates: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let version = e.file_name().to_str()?.parse::<u32>().ok()?;
+            let bin = e.path().join("bin");
+            bin.join("initdb").exists().then_some((version, bin))
+        })
+        .collect();
+    candidates.sort();
+    match candidates.pop() {
+        Some((_, bin)) => Ok(bin),
+        None => bail!(
+            "no DATABASE_URL is set and no PostgreSQL server binaries were found in \
+             /usr/lib/postgresql/*/bin: install Debian's postgresql package \
+             (scripts/install-deps.sh does), or set DATABASE_URL"
+        ),
+    }
+}
+
+fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
+    if path.is_absolute() {
+        Ok(path.to_path_buf())
+    } else {
+        Ok(std::env::current_dir()?.join(path))
+    }
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+/// Whether the postgres user can enter every directory above `path` that exists.
+fn postgres_can_reach(path: &Path) -> bool {
+    let existing = path.ancestors().find(|p| p.exists()).unwrap_or(Path::new("/"));
+    Command::new("runuser")
+        .args(["-u", "postgres", "--", "test", "-x"])
+        .arg(existing)
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn short_hash(path: &Path) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(&Sha256::digest(path.display().to_string().as_bytes())[..6])
+}
+
+fn fallback_base(base: &Path) -> PathBuf {
+    PathBuf::from(format!("/var/tmp/fordeler-{}", short_hash(base)))
+}
+
+/// `<base>/run`, or a short directory under /tmp when that path would not fit in a Unix socket
+/// address (about 100 bytes).
+fn socket_dir(base: &Path) -> PathBuf {
+    let dir = base.join("run");
+    if dir.as_os_str().len() + ".s.PGSQL.5432".len() < 100 {
+        dir
+    } else {
+        PathBuf::from(format!("/tmp/fordeler-{}", short_hash(base)))
+    }
+}

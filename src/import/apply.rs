@@ -1,0 +1,333 @@
+//! The set-based SQL of an import: a staging table filled by COPY, then one statement per entity
+//! that computes inserts, updates and deletes and writes their events.
+
+use sqlx::{AssertSqlSafe, PgConnection};
+
+use crate::package::{RowEncoder, STAGING_FIXED_COLUMNS};
+use crate::registry::{Entity, EventValue, Register, quote_ident};
+
+/// Per-entity result of [`apply_entity`].
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Applied {
+    /// `i` events.
+    pub inserted: i64,
+    /// `u` events.
+    pub updated: i64,
+    /// `d` events.
+    pub deleted: i64,
+    /// Line of the first delete of a key that does not exist, if any.
+    pub unknown_delete_line: Option<i64>,
+}
+
+impl Applied {
+    /// Events written.
+    pub fn events(&self) -> i64 {
+        self.inserted + self.updated + self.deleted
+    }
+}
+
+/// The register row, locked for the rest of the transaction.
+pub struct RegisterState {
+    /// Internal id.
+    pub register_id: i16,
+    /// Last imported package.
+    pub last_sequence: i64,
+    /// Last eventid.
+    pub last_eventid: i64,
+}
+
+/// Locks the register's row: imports of one register are serialised on it, so commit order
+/// equals eventid order.
+pub async fn lock_register(conn: &mut PgConnection, name: &str) -> sqlx::Result<RegisterState> {
+    let (register_id, last_sequence, last_eventid) = sqlx::query_as(
+        "SELECT register_id, last_sequence, last_eventid FROM registers WHERE name = $1 FOR UPDATE",
+    )
+    .bind(name)
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(RegisterState { register_id, last_sequence, last_eventid })
+}
+
+/// Checksum of an imported package, if that sequence number was imported.
+pub async fn imported_sha256(conn: &mut PgConnection, register_id: i16, sequence: i64) -> sqlx::Result<Option<String>> {
+    sqlx::query_scalar("SELECT sha256 FROM import_packages WHERE register_id = $1 AND sequence = $2")
+        .bind(register_id)
+        .bind(sequence)
+        .fetch_optional(&mut *conn)
+        .await
+}
+
+/// Creates the staging table (dropped at commit) for `register`'s packages.
+pub async fn create_staging(conn: &mut PgConnection, register: &Register) -> sqlx::Result<()> {
+    let mut columns = vec![
+        "line bigint".to_owned(),
+        "ent smallint".to_owned(),
+        "op text".to_owned(),
+        "key text".to_owned(),
+        "newid uuid".to_owned(),
+        "regfra timestamptz".to_owned(),
+        "regtil timestamptz".to_owned(),
+        "virkfra timestamptz".to_owned(),
+        "virktil timestamptz".to_owned(),
+        "status text".to_owned(),
+    ];
+    debug_assert_eq!(columns.len(), STAGING_FIXED_COLUMNS);
+    let encoder = RowEncoder::new(register);
+    for (index, entity) in register.entities.iter().enumerate() {
+        for (k, attribute) in entity.attributes.iter().enumerate() {
+            columns.push(format!("c{} {}", encoder.offset(index) + k, attribute.ty.sql_type()));
+        }
+    }
+    let sql = format!("CREATE TEMP TABLE staging ({}) ON COMMIT DROP", columns.join(", "));
+    sqlx::query(AssertSqlSafe(sql)).execute(&mut *conn).await?;
+    Ok(())
+}
+
+/// The COPY statement that fills the staging table.
+pub const COPY_STAGING: &str = "COPY staging FROM STDIN";
+
+/// Analyzes the staging table so the planner sees its real size.
+pub async fn analyze_staging(conn: &mut PgConnection) -> sqlx::Result<()> {
+    sqlx::query("ANALYZE staging").execute(&mut *conn).await?;
+    Ok(())
+}
+
+/// A key that appears twice in the package: (entity index, key, first line, second line).
+pub async fn find_duplicate_key(conn: &mut PgConnection) -> sqlx::Result<Option<(i16, String, i64, i64)>> {
+    sqlx::query_as(
+        "SELECT ent, key, min(line), max(line) FROM staging
+         GROUP BY ent, key HAVING count(*) > 1 ORDER BY min(line) LIMIT 1",
+    )
+    .fetch_optional(&mut *conn)
+    .await
+}
+
+/// Values bound to the per-entity statement.
+pub struct EntityApply<'a> {
+    /// The register.
+    pub register: &'a Register,
+    /// Its internal id.
+    pub register_id: i16,
+    /// Index of the entity in the register.
+    pub index: usize,
+    /// The package's sequence number.
+    pub sequence: i64,
+    /// The eventid before this entity's first event.
+    pub base_eventid: i64,
+}
+
+/// Applies the staged rows of one entity and writes their events, numbered after `base_eventid`
+/// in package line order.
+pub async fn apply_entity(conn: &mut PgConnection, apply: &EntityApply<'_>) -> sqlx::Result<Applied> {
+    let entity = &apply.register.entities[apply.index];
+    let sql = entity_statement(apply.register, apply.index);
+    let (inserted, updated, deleted, unknown_delete_line) = sqlx::query_as(AssertSqlSafe(sql))
+        .bind(apply.index as i16)
+        .bind(apply.sequence)
+        .bind(apply.register_id)
+        .bind(apply.base_eventid)
+        .bind(&entity.name)
+        .fetch_one(&mut *conn)
+        .await?;
+    Ok(Applied { inserted, updated, deleted, unknown_delete_line })
+}
+
+/// Records the package and moves the register's counters, in the import's transaction.
+pub async fn finish_package(
+    conn: &mut PgConnection,
+    record: &PackageRecord<'_>,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE registers SET last_sequence = $2, last_eventid = $3, last_import_at = now(),
+                row_count = row_count + $4
+         WHERE register_id = $1",
+    )
+    .bind(record.register_id)
+    .bind(record.sequence)
+    .bind(record.last_eventid)
+    .bind(record.row_delta)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(
+        "INSERT INTO import_packages (register_id, sequence, sha256, file_name, created, started_at,
+             finished_at, rows_read, inserted, updated, deleted, unchanged, first_eventid, last_eventid)
+         VALUES ($1, $2, $3, $4, $5, $6, clock_timestamp(), $7, $8, $9, $10, $11, $12, $13)",
+    )
+    .bind(record.register_id)
+    .bind(record.sequence)
+    .bind(record.sha256)
+    .bind(record.file)
+    .bind(record.created)
+    .bind(record.started_at)
+    .bind(record.counts[0])
+    .bind(record.counts[1])
+    .bind(record.counts[2])
+    .bind(record.counts[3])
+    .bind(record.counts[4])
+    .bind(record.first_eventid)
+    .bind(record.events_last)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// What [`finish_package`] records.
+pub struct PackageRecord<'a> {
+    /// Internal register id.
+    pub register_id: i16,
+    /// Sequence number.
+    pub sequence: i64,
+    /// The register's eventid counter after this package.
+    pub last_eventid: i64,
+    /// Inserted minus deleted rows.
+    pub row_delta: i64,
+    /// SHA-256 of the content.
+    pub sha256: &'a str,
+    /// File name.
+    pub file: &'a str,
+    /// Header creation time.
+    pub created: chrono::DateTime<chrono::Utc>,
+    /// When the import started.
+    pub started_at: chrono::DateTime<chrono::Utc>,
+    /// rows_read, inserted, updated, deleted, unchanged.
+    pub counts: [i64; 5],
+    /// First eventid of the package, if any.
+    pub first_eventid: Option<i64>,
+    /// Last eventid of the package, if any.
+    pub events_last: Option<i64>,
+}
+
+/// Records a refused or failed import (outside the failed transaction).
+pub async fn record_failure(
+    conn: &mut PgConnection,
+    register: Option<&str>,
+    sequence: Option<i64>,
+    file: &str,
+    kind: &str,
+    error: &str,
+) -> sqlx::Result<()> {
+    sqlx::query("INSERT INTO import_failures (register, sequence, file_name, kind, error) VALUES ($1, $2, $3, $4, $5)")
+        .bind(register)
+        .bind(sequence)
+        .bind(file)
+        .bind(kind)
+        .bind(error)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+const SYSTEM: [(&str, &str); 5] = [
+    ("regfra", "\"registreringFra\""),
+    ("regtil", "\"registreringTil\""),
+    ("virkfra", "\"virkningFra\""),
+    ("virktil", "\"virkningTil\""),
+    ("status", "status"),
+];
+
+/// The statement applying one entity. Binds: $1 entity index, $2 sequence, $3 register id,
+/// $4 base eventid, $5 entity name.
+fn entity_statement(register: &Register, index: usize) -> String {
+    let entity = &register.entities[index];
+    let table = entity.table_name(register);
+    let offset = RowEncoder::new(register).offset(index);
+    let attrs: Vec<String> = entity.attributes.iter().map(|a| quote_ident(&a.name)).collect();
+    let staged: Vec<String> = (0..attrs.len()).map(|k| format!("s.c{}", offset + k)).collect();
+    let src_attrs: Vec<String> = staged.iter().enumerate().map(|(k, s)| format!("{s} AS a{k}")).collect();
+    let target_cols: Vec<String> = SYSTEM.iter().map(|(_, t)| format!("t.{t}")).chain(attrs.iter().map(|a| format!("t.{a}"))).collect();
+    let staged_cols: Vec<String> = SYSTEM.iter().map(|(s, _)| format!("s.{s}")).chain(staged.iter().cloned()).collect();
+    let set: Vec<String> = SYSTEM
+        .iter()
+        .map(|(s, t)| format!("{t} = c.{s}"))
+        .chain(attrs.iter().enumerate().map(|(k, a)| format!("{a} = c.a{k}")))
+        .collect();
+    let insert_values: Vec<String> = SYSTEM.iter().map(|(s, _)| format!("c.{s}")).chain((0..attrs.len()).map(|k| format!("c.a{k}"))).collect();
+    let (extra_src, extra_event) = extra_fields(register, entity);
+    let object = entity.object_id;
+    format!(
+        "WITH src AS (
+    SELECT s.line, s.op, s.key, s.newid, s.regfra, s.regtil, s.virkfra, s.virktil, s.status, {src_attrs},
+        t.\"datafordelerRowId\" AS t_rowid, t.\"datafordelerRowVersion\" AS t_version,
+        t.\"registreringFra\" AS t_regfra, t.\"registreringTil\" AS t_regtil,
+        t.\"virkningFra\" AS t_virkfra, t.\"virkningTil\" AS t_virktil, t.status AS t_status,
+        t.{object_col}::text AS t_object_id{extra_src},
+        CASE
+            WHEN s.op = 'd' THEN CASE WHEN t.\"datafordelerRowId\" IS NULL THEN 'x' ELSE 'd' END
+            WHEN t.\"datafordelerRowId\" IS NULL THEN 'i'
+            WHEN ({target_cols}) IS DISTINCT FROM ({staged_cols}) THEN 'u'
+        END AS action
+    FROM staging s LEFT JOIN {table} t ON t.rowkey = s.key
+    WHERE s.ent = $1
+),
+chg AS MATERIALIZED (SELECT * FROM src WHERE action IS NOT NULL),
+del AS (
+    DELETE FROM {table} t USING chg c WHERE c.action = 'd' AND t.\"datafordelerRowId\" = c.t_rowid
+),
+upd AS (
+    UPDATE {table} t SET \"datafordelerRowVersion\" = c.t_version + 1,
+        \"datafordelerOpdateringstid\" = now(), \"datafordelerRegisterImportSequenceNumber\" = $2,
+        {set}
+    FROM chg c WHERE c.action = 'u' AND t.\"datafordelerRowId\" = c.t_rowid
+),
+ins AS (
+    INSERT INTO {table} (\"datafordelerRowId\", rowkey, \"datafordelerRowVersion\",
+        \"datafordelerOpdateringstid\", \"datafordelerRegisterImportSequenceNumber\",
+        {system_cols}, {attr_cols})
+    SELECT c.newid, c.key, 1, now(), $2, {insert_values}
+    FROM chg c WHERE c.action = 'i'
+),
+ev AS (
+    INSERT INTO {events} (register_id, eventid, entityname, eventaction,
+        datafordeler_import_sequence, datafordeler_opdateringstid, object_id,
+        object_datafordeler_rowid, object_datafordeler_rowversion,
+        object_registreringfra, object_registreringtil, object_status,
+        object_virkningfra, object_virkningtil, extra)
+    SELECT $3, $4 + row_number() OVER (ORDER BY c.line), $5, c.action, $2, now(),
+        CASE WHEN c.action = 'd' THEN c.t_object_id ELSE c.a{object}::text END,
+        CASE WHEN c.action = 'i' THEN c.newid ELSE c.t_rowid END,
+        CASE c.action WHEN 'i' THEN 1 WHEN 'u' THEN c.t_version + 1 ELSE c.t_version END,
+        CASE WHEN c.action = 'd' THEN c.t_regfra ELSE c.regfra END,
+        CASE WHEN c.action = 'd' THEN c.t_regtil ELSE c.regtil END,
+        CASE WHEN c.action = 'd' THEN c.t_status ELSE c.status END,
+        CASE WHEN c.action = 'd' THEN c.t_virkfra ELSE c.virkfra END,
+        CASE WHEN c.action = 'd' THEN c.t_virktil ELSE c.virktil END,
+        {extra_event}
+    FROM chg c WHERE c.action <> 'x'
+)
+SELECT count(*) FILTER (WHERE action = 'i'), count(*) FILTER (WHERE action = 'u'),
+    count(*) FILTER (WHERE action = 'd'), min(line) FILTER (WHERE action = 'x')
+FROM chg",
+        src_attrs = src_attrs.join(", "),
+        object_col = quote_ident(&entity.object_id_attribute().name),
+        target_cols = target_cols.join(", "),
+        staged_cols = staged_cols.join(", "),
+        set = set.join(", "),
+        system_cols = SYSTEM.iter().map(|(_, t)| *t).collect::<Vec<_>>().join(", "),
+        attr_cols = attrs.join(", "),
+        insert_values = insert_values.join(", "),
+        events = quote_ident(&register.events_table()),
+    )
+}
+
+/// The extra event fields: columns to add to `src` (old values) and the `extra` expression.
+fn extra_fields(register: &Register, entity: &Entity) -> (String, String) {
+    if register.event_fields.is_empty() {
+        return (String::new(), "NULL::jsonb".to_owned());
+    }
+    let mut src = String::new();
+    let mut pairs = Vec::new();
+    for (n, field) in register.event_fields.iter().enumerate() {
+        let value = match entity.attribute(&field.attribute) {
+            None => "NULL".to_owned(),
+            Some((k, attribute)) => {
+                src.push_str(&format!(", t.{} AS t_x{n}", quote_ident(&attribute.name)));
+                match field.value {
+                    EventValue::New => format!("CASE WHEN c.action = 'd' THEN c.t_x{n} ELSE c.a{k} END"),
+                    EventValue::Old => format!("CASE WHEN c.action = 'i' THEN NULL ELSE c.t_x{n} END"),
+                }
+            }
+        };
+        pairs.push(format!("'{}', {value}", field.name));
+    }
+    (src, format!("jsonb_build_object({})", pairs.join(", ")))
+}

@@ -1,0 +1,347 @@
+//! The atomic package importer.
+//!
+//! One package is one transaction: lock the register's row, check the sequence, COPY the
+//! validated rows into a staging table while a blocking thread parses the file, then apply each
+//! entity with one set-based statement that also writes the events, then commit. A failure at any
+//! point (bad row, crash, kill) rolls everything back; rerunning completes the package.
+
+mod apply;
+mod error;
+mod summary;
+
+pub use error::ImportError;
+pub use summary::{Observer, Outcome, PackageSummary, Quiet};
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use chrono::Utc;
+use sqlx::{Connection, PgConnection};
+use tokio::sync::mpsc;
+
+use crate::package::{Header, Op, PackageError, PackageReader, RowEncoder};
+use crate::registry::{Register, Registry};
+use apply::{EntityApply, PackageRecord};
+
+/// Bytes of COPY data sent per message to PostgreSQL.
+const CHUNK: usize = 1024 * 1024;
+
+/// Opens the importer's connection, with settings for large set-based statements.
+pub async fn connect(url: &str) -> anyhow::Result<PgConnection> {
+    let options = crate::store::connect_options(url)?;
+    let mut conn = PgConnection::connect_with(&options).await?;
+    // temp_buffers must be set before the session first touches a temporary table.
+    sqlx::raw_sql("SET temp_buffers = '256MB'; SET work_mem = '256MB'; SET client_connection_check_interval = '1s'")
+        .execute(&mut conn)
+        .await?;
+    Ok(conn)
+}
+
+/// Imports `files` in (register, sequence) order, stopping at the first failure. Headers of all
+/// files are read first, so a file without a valid header stops the run before anything starts.
+pub async fn import_files(
+    conn: &mut PgConnection,
+    registry: &Registry,
+    files: &[PathBuf],
+    observer: &dyn Observer,
+) -> Result<Vec<PackageSummary>, (Vec<PackageSummary>, ImportError)> {
+    let mut ordered = Vec::with_capacity(files.len());
+    for file in files {
+        match PackageReader::open(file).and_then(|mut r| r.read_header()) {
+            Ok(header) => ordered.push((header.register.clone(), header.sequence, file.clone())),
+            Err(e) => return Err((Vec::new(), e.into())),
+        }
+    }
+    ordered.sort();
+    let mut done = Vec::with_capacity(ordered.len());
+    for (_, _, file) in ordered {
+        match import_package(conn, registry, &file, observer).await {
+            Ok(summary) => done.push(summary),
+            Err(e) => return Err((done, e)),
+        }
+    }
+    Ok(done)
+}
+
+/// Imports one package atomically. On failure nothing of it is applied, and the failure is
+/// recorded in `import_failures`.
+pub async fn import_package(
+    conn: &mut PgConnection,
+    registry: &Registry,
+    path: &Path,
+    observer: &dyn Observer,
+) -> Result<PackageSummary, ImportError> {
+    let mut header = None;
+    let result = import_inner(conn, registry, path, observer, &mut header).await;
+    if let Err(error) = &result {
+        let (register, sequence) = header.map(|h: Header| (h.register, h.sequence)).unzip();
+        let file = path.display().to_string();
+        let recorded = apply::record_failure(conn, register.as_deref(), sequence, &file, error.kind(), &error.to_string()).await;
+        if let Err(e) = recorded {
+            tracing::warn!(error = %e, "could not record the failed import");
+        }
+    }
+    result
+}
+
+async fn import_inner(
+    conn: &mut PgConnection,
+    registry: &Registry,
+    path: &Path,
+    observer: &dyn Observer,
+    header_out: &mut Option<Header>,
+) -> Result<PackageSummary, ImportError> {
+    let timer = Instant::now();
+    let started_at = Utc::now();
+    let mut reader = PackageReader::open(path)?;
+    let header = reader.read_header()?;
+    *header_out = Some(header.clone());
+    let register = registry.get(&header.register).ok_or_else(|| {
+        reader.error(
+            Some("register"),
+            format!("unknown register \"{}\" (known: {})", header.register, registry.names()),
+        )
+    })?;
+    let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    let rows_counter = Arc::new(AtomicU64::new(0));
+    observer.started(reader.file(), &header, size, reader.consumed(), rows_counter.clone());
+
+    let mut tx = conn.begin().await?;
+    let state = apply::lock_register(&mut tx, &register.name).await?;
+    if header.sequence <= state.last_sequence {
+        let file = reader.file().to_owned();
+        let found = tokio::task::spawn_blocking(move || reader.finish()).await.map_err(anyhow::Error::from)??;
+        let stored = apply::imported_sha256(&mut tx, state.register_id, header.sequence).await?;
+        tx.rollback().await?;
+        return match stored {
+            Some(stored) if stored == found => {
+                let summary = already_imported(file, &header, found, timer);
+                observer.finished(&summary);
+                Ok(summary)
+            }
+            stored => Err(ImportError::Conflict {
+                file,
+                register: header.register,
+                sequence: header.sequence,
+                stored: stored.unwrap_or_else(|| "unknown".into()),
+                found,
+            }),
+        };
+    }
+    if header.sequence > state.last_sequence + 1 {
+        return Err(ImportError::Gap {
+            file: reader.file().to_owned(),
+            register: header.register,
+            expected: state.last_sequence + 1,
+            got: header.sequence,
+        });
+    }
+
+    let file = reader.file().to_owned();
+    apply::create_staging(&mut tx, register).await?;
+    let parsed = stage_rows(&mut tx, register, reader, &header, rows_counter).await?;
+    observer.phase("applying");
+    if let Some((ent, key, first, second)) = apply::find_duplicate_key(&mut tx).await? {
+        let entity = &register.entities[ent as usize].name;
+        return Err(PackageError {
+            file,
+            line: second as u64,
+            field: Some("key".into()),
+            message: format!("{entity} row \"{key}\" appears twice in the package (lines {first} and {second})"),
+        }
+        .into());
+    }
+    apply::analyze_staging(&mut tx).await?;
+
+    let mut totals = apply::Applied::default();
+    let mut next_eventid = state.last_eventid;
+    for index in 0..register.entities.len() {
+        if parsed.per_entity[index] == 0 {
+            continue;
+        }
+        let entity_apply = EntityApply {
+            register,
+            register_id: state.register_id,
+            index,
+            sequence: header.sequence,
+            base_eventid: next_eventid,
+        };
+        let applied = apply::apply_entity(&mut tx, &entity_apply).await?;
+        if let Some(line) = applied.unknown_delete_line {
+            let entity = &register.entities[index].name;
+            return Err(PackageError {
+                file,
+                line: line as u64,
+                field: Some("key".into()),
+                message: format!("delete of a {entity} row that does not exist"),
+            }
+            .into());
+        }
+        next_eventid += applied.events();
+        totals.inserted += applied.inserted;
+        totals.updated += applied.updated;
+        totals.deleted += applied.deleted;
+    }
+
+    observer.phase("committing");
+    let events = totals.events();
+    let (first_eventid, last_eventid) = if events > 0 {
+        (Some(state.last_eventid + 1), Some(next_eventid))
+    } else {
+        (None, None)
+    };
+    let unchanged = parsed.upserts - totals.inserted - totals.updated;
+    let record = PackageRecord {
+        register_id: state.register_id,
+        sequence: header.sequence,
+        last_eventid: next_eventid,
+        row_delta: totals.inserted - totals.deleted,
+        sha256: &parsed.sha256,
+        file: &file,
+        created: header.created,
+        started_at,
+        counts: [parsed.rows as i64, totals.inserted, totals.updated, totals.deleted, unchanged],
+        first_eventid,
+        events_last: last_eventid,
+    };
+    apply::finish_package(&mut tx, &record).await?;
+    tx.commit().await?;
+
+    let duration = timer.elapsed();
+    let summary = PackageSummary {
+        file,
+        register: header.register.clone(),
+        sequence: header.sequence,
+        outcome: Outcome::Imported,
+        rows_read: parsed.rows,
+        inserted: totals.inserted as u64,
+        updated: totals.updated as u64,
+        deleted: totals.deleted as u64,
+        unchanged: unchanged as u64,
+        events: events as u64,
+        first_eventid,
+        last_eventid,
+        duration_ms: duration.as_millis() as u64,
+        rows_per_second: (parsed.rows as f64 / duration.as_secs_f64().max(1e-9)) as u64,
+        sha256: parsed.sha256,
+    };
+    tracing::info!(register = %summary.register, package.seq = summary.sequence, rows = summary.rows_read,
+        events = summary.events, duration_ms = summary.duration_ms, "package imported");
+    observer.finished(&summary);
+    Ok(summary)
+}
+
+fn already_imported(file: String, header: &Header, sha256: String, timer: Instant) -> PackageSummary {
+    PackageSummary {
+        file,
+        register: header.register.clone(),
+        sequence: header.sequence,
+        outcome: Outcome::AlreadyImported,
+        rows_read: 0,
+        inserted: 0,
+        updated: 0,
+        deleted: 0,
+        unchanged: 0,
+        events: 0,
+        first_eventid: None,
+        last_eventid: None,
+        duration_ms: timer.elapsed().as_millis() as u64,
+        rows_per_second: 0,
+        sha256,
+    }
+}
+
+/// What the parse thread saw.
+struct Parsed {
+    rows: u64,
+    upserts: i64,
+    per_entity: Vec<u64>,
+    sha256: String,
+}
+
+/// Streams the package's rows into the staging table: a blocking thread parses and validates,
+/// this task forwards COPY chunks. Memory is bounded by the channel (a few chunks).
+async fn stage_rows(
+    conn: &mut PgConnection,
+    register: &Register,
+    reader: PackageReader,
+    header: &Header,
+    rows_counter: Arc<AtomicU64>,
+) -> Result<Parsed, ImportError> {
+    let (sender, mut receiver) = mpsc::channel::<Vec<u8>>(4);
+    let register_owned = register.clone();
+    let expected_rows = header.rows;
+    let parser = tokio::task::spawn_blocking(move || {
+        parse_rows(&register_owned, reader, expected_rows, &sender, &rows_counter)
+    });
+    let mut copy = conn.copy_in_raw(apply::COPY_STAGING).await?;
+    let mut send_error = None;
+    while let Some(chunk) = receiver.recv().await {
+        if let Err(e) = copy.send(chunk).await {
+            send_error = Some(e);
+            break;
+        }
+    }
+    drop(receiver);
+    let parsed = parser.await.map_err(anyhow::Error::from)?;
+    if let Some(e) = send_error {
+        return Err(e.into());
+    }
+    match parsed {
+        Ok(parsed) => {
+            copy.finish().await?;
+            Ok(parsed)
+        }
+        Err(e) => {
+            copy.abort("package refused").await.ok();
+            Err(e.into())
+        }
+    }
+}
+
+fn parse_rows(
+    register: &Register,
+    mut reader: PackageReader,
+    expected_rows: Option<u64>,
+    sender: &mpsc::Sender<Vec<u8>>,
+    rows_counter: &AtomicU64,
+) -> Result<Parsed, PackageError> {
+    let encoder = RowEncoder::new(register);
+    let mut per_entity = vec![0u64; register.entities.len()];
+    let (mut rows, mut upserts) = (0u64, 0i64);
+    let mut buf = Vec::with_capacity(CHUNK + 64 * 1024);
+    let file = reader.file().to_owned();
+    loop {
+        let Some((line_no, line)) = reader.next_line()? else { break };
+        let (entity, op) = encoder.encode(&file, line_no, line, &mut buf)?;
+        per_entity[entity] += 1;
+        upserts += i64::from(op == Op::Upsert);
+        rows += 1;
+        if buf.len() >= CHUNK {
+            rows_counter.store(rows, Ordering::Relaxed);
+            let full = std::mem::replace(&mut buf, Vec::with_capacity(CHUNK + 64 * 1024));
+            if sender.blocking_send(full).is_err() {
+                // The COPY side stopped (database error); it reports the cause.
+                return Err(reader.error(None, "import aborted"));
+            }
+        }
+    }
+    if let Some(expected) = expected_rows
+        && expected != rows
+    {
+        return Err(PackageError {
+            file,
+            line: 0,
+            field: Some("rows".into()),
+            message: format!("the header announces {expected} rows but the file has {rows} (truncated?)"),
+        });
+    }
+    if !buf.is_empty() && sender.blocking_send(buf).is_err() {
+        return Err(reader.error(None, "import aborted"));
+    }
+    rows_counter.store(rows, Ordering::Relaxed);
+    let sha256 = reader.finish()?;
+    Ok(Parsed { rows, upserts, per_entity, sha256 })
+}

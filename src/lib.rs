@@ -1,0 +1,23 @@
+//! fordeler: a register-event distribution service.
+//!
+//! Registers deliver numbered packages; `fordeler import` applies each atomically to bitemporal
+//! PostgreSQL tables and records one event per changed row with a gap-free, commit-ordered
+//! `eventid`.
+//!
+//! Layout (see ARCHITECTURE.md for the invariants):
+//! - [`registry`]: register definitions (TOML) parsed into trusted domain types.
+//! - [`package`]: the package format, a streaming reader and row validation into COPY text.
+//! - [`store`]: PostgreSQL: migrations, tables derived from definitions, status queries.
+//! - [`import`]: the atomic, set-based importer.
+//! - [`generate`]: deterministic synthetic packages for tests, benchmarks and the demo.
+//! - [`embedded`] and [`database`]: the private PostgreSQL cluster used when no `DATABASE_URL`.
+//! - [`cli`]: one module per subcommand; `main.rs` only parses and dispatches.
+
+pub mod cli;
+pub mod database;
+pub mod embedded;
+pub mod generate;
+pub mod import;
+pub mod package;
+pub mod registry;
+pub mod store;

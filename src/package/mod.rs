@@ -1,0 +1,60 @@
+//! The package format (`docs/package-format.md`): NDJSON, optionally gzip-compressed; a header
+//! line, then one line per row. Read as a stream: memory stays flat whatever the package size.
+
+mod reader;
+mod rows;
+
+pub use reader::PackageReader;
+pub use rows::{Op, RowEncoder, STAGING_FIXED_COLUMNS};
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+
+/// The `format` value of the header line.
+pub const FORMAT: &str = "fordeler-package/1";
+
+/// The first line of a package.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Header {
+    /// Always [`FORMAT`].
+    pub format: String,
+    /// Register code: `BBR`.
+    pub register: String,
+    /// The package's sequence number in its register: 1, 2, 3...
+    pub sequence: i64,
+    /// When the register created the package.
+    pub created: DateTime<Utc>,
+    /// Number of row lines that follow; when given, a truncated package is detected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rows: Option<u64>,
+}
+
+/// A package that cannot be imported, with the file, line and field at fault.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PackageError {
+    /// The package file.
+    pub file: String,
+    /// 1-based line number (0: the file as a whole).
+    pub line: u64,
+    /// The field at fault (`attributes.kommunekode`), when one is.
+    pub field: Option<String>,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for PackageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file)?;
+        if self.line > 0 {
+            write!(f, ":{}", self.line)?;
+        }
+        if let Some(field) = &self.field {
+            write!(f, ": field \"{field}\"")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+impl std::error::Error for PackageError {}

@@ -1,0 +1,366 @@
+//! Validating package rows against the register definition and encoding them as COPY text for
+//! the staging table, in one pass and without building intermediate values.
+//!
+//! The staging table has [`STAGING_FIXED_COLUMNS`] fixed columns followed by the attributes of
+//! every entity of the register, entity after entity: a row fills its own entity's columns and
+//! leaves the others null. One COPY stream therefore carries a package of mixed entities in
+//! file order.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::io::Write;
+
+use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::PackageError;
+use crate::registry::{AttrType, Attribute, Entity, Register};
+
+/// Fixed staging columns: line, ent, op, key, newid, regfra, regtil, virkfra, virktil, status.
+pub const STAGING_FIXED_COLUMNS: usize = 10;
+
+/// What a row asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Op {
+    /// Insert the row, or update it if its key exists.
+    Upsert,
+    /// Remove the row with this key.
+    Delete,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRow<'a> {
+    #[serde(borrow)]
+    entity: Cow<'a, str>,
+    op: Op,
+    #[serde(borrow)]
+    key: Cow<'a, str>,
+    #[serde(rename = "registreringFra", borrow, default)]
+    registrering_fra: Option<Cow<'a, str>>,
+    #[serde(rename = "registreringTil", borrow, default)]
+    registrering_til: Option<Cow<'a, str>>,
+    #[serde(rename = "virkningFra", borrow, default)]
+    virkning_fra: Option<Cow<'a, str>>,
+    #[serde(rename = "virkningTil", borrow, default)]
+    virkning_til: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    status: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    attributes: Option<HashMap<Cow<'a, str>, &'a RawValue>>,
+}
+
+/// Encodes the rows of one register's packages.
+pub struct RowEncoder<'r> {
+    register: &'r Register,
+    /// Staging column of each entity's first attribute.
+    offsets: Vec<usize>,
+    columns: usize,
+}
+
+type FieldError = (Option<String>, String);
+
+fn field_error(field: &str, message: impl Into<String>) -> FieldError {
+    (Some(field.to_owned()), message.into())
+}
+
+impl<'r> RowEncoder<'r> {
+    /// An encoder for `register`'s staging layout.
+    pub fn new(register: &'r Register) -> Self {
+        let mut offsets = Vec::with_capacity(register.entities.len());
+        let mut next = STAGING_FIXED_COLUMNS;
+        for entity in &register.entities {
+            offsets.push(next);
+            next += entity.attributes.len();
+        }
+        Self { register, offsets, columns: next }
+    }
+
+    /// Staging column index of `entity`'s first attribute.
+    pub fn offset(&self, entity: usize) -> usize {
+        self.offsets[entity]
+    }
+
+    /// Total staging columns.
+    pub fn columns(&self) -> usize {
+        self.columns
+    }
+
+    /// Validates one row line and appends its COPY text line to `out`. On error `out` is left
+    /// as it was. Returns the entity index and the operation.
+    pub fn encode(
+        &self,
+        file: &str,
+        line_no: u64,
+        line: &str,
+        out: &mut Vec<u8>,
+    ) -> Result<(usize, Op), PackageError> {
+        let start = out.len();
+        let result = self.encode_inner(line_no, line, out);
+        result.map_err(|(field, message)| {
+            out.truncate(start);
+            PackageError { file: file.to_owned(), line: line_no, field, message }
+        })
+    }
+
+    fn encode_inner(&self, line_no: u64, line: &str, out: &mut Vec<u8>) -> Result<(usize, Op), FieldError> {
+        let row: RawRow = serde_json::from_str(line).map_err(|e| (None, format!("invalid row: {e}")))?;
+        let (index, entity) = self.entity(&row.entity)?;
+        if row.key.is_empty() {
+            return Err(field_error("key", "must not be empty"));
+        }
+        write!(out, "{line_no}\t{index}\t").ok();
+        match row.op {
+            Op::Delete => {
+                check_delete_has_only_key(&row)?;
+                out.extend_from_slice(b"d\t");
+                push_text(out, &row.key);
+                out.extend_from_slice(b"\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N");
+                self.push_nulls(out, 0, self.columns - STAGING_FIXED_COLUMNS);
+            }
+            Op::Upsert => {
+                out.extend_from_slice(b"u\t");
+                push_text(out, &row.key);
+                write!(out, "\t{}", uuid::Uuid::now_v7()).ok();
+                push_period(out, &row.registrering_fra, &row.registrering_til, "registrering")?;
+                push_period(out, &row.virkning_fra, &row.virkning_til, "virkning")?;
+                out.push(b'\t');
+                match &row.status {
+                    Some(status) => push_text(out, status),
+                    None => out.extend_from_slice(b"\\N"),
+                }
+                self.push_attributes(out, index, entity, row.attributes.as_ref())?;
+            }
+        }
+        out.push(b'\n');
+        Ok((index, row.op))
+    }
+
+    fn entity(&self, name: &str) -> Result<(usize, &'r Entity), FieldError> {
+        let found = self.register.entities.iter().enumerate().find(|(_, e)| e.name == name);
+        found.ok_or_else(|| {
+            field_error(
+                "entity",
+                format!(
+                    "unknown entity \"{name}\" in register {} (known: {})",
+                    self.register.name,
+                    self.register.entity_names()
+                ),
+            )
+        })
+    }
+
+    fn push_nulls(&self, out: &mut Vec<u8>, from: usize, to: usize) {
+        for _ in from..to {
+            out.extend_from_slice(b"\t\\N");
+        }
+    }
+
+    fn push_attributes(
+        &self,
+        out: &mut Vec<u8>,
+        index: usize,
+        entity: &Entity,
+        attributes: Option<&HashMap<Cow<str>, &RawValue>>,
+    ) -> Result<(), FieldError> {
+        let empty = HashMap::new();
+        let attributes = attributes.unwrap_or(&empty);
+        if let Some(unknown) = attributes.keys().find(|k| entity.attribute(k).is_none()) {
+            return Err(field_error(
+                &format!("attributes.{unknown}"),
+                format!("entity {} has no attribute \"{unknown}\"", entity.name),
+            ));
+        }
+        let own = self.offset(index) - STAGING_FIXED_COLUMNS;
+        self.push_nulls(out, 0, own);
+        for attribute in &entity.attributes {
+            out.push(b'\t');
+            let value = attributes.get(attribute.name.as_str()).copied();
+            push_attribute(out, attribute, value)
+                .map_err(|m| field_error(&format!("attributes.{}", attribute.name), m))?;
+        }
+        self.push_nulls(out, own + entity.attributes.len(), self.columns - STAGING_FIXED_COLUMNS);
+        Ok(())
+    }
+}
+
+fn check_delete_has_only_key(row: &RawRow) -> Result<(), FieldError> {
+    let extra = [
+        ("registreringFra", row.registrering_fra.is_some()),
+        ("registreringTil", row.registrering_til.is_some()),
+        ("virkningFra", row.virkning_fra.is_some()),
+        ("virkningTil", row.virkning_til.is_some()),
+        ("status", row.status.is_some()),
+        ("attributes", row.attributes.is_some()),
+    ];
+    match extra.iter().find(|(_, present)| *present) {
+        Some((field, _)) => Err(field_error(field, "a delete carries only entity, op and key")),
+        None => Ok(()),
+    }
+}
+
+/// Writes `\t<fra>\t<til>` after checking that fra is present and before til.
+fn push_period(
+    out: &mut Vec<u8>,
+    fra: &Option<Cow<str>>,
+    til: &Option<Cow<str>>,
+    name: &str,
+) -> Result<(), FieldError> {
+    let fra_name = format!("{name}Fra");
+    let til_name = format!("{name}Til");
+    let fra_text = fra.as_deref().ok_or_else(|| field_error(&fra_name, "is required"))?;
+    let fra_value = parse_timestamp(fra_text).map_err(|m| field_error(&fra_name, m))?;
+    let til_value = til
+        .as_deref()
+        .map(parse_timestamp)
+        .transpose()
+        .map_err(|m| field_error(&til_name, m))?;
+    if let Some(til_value) = til_value
+        && fra_value >= til_value
+    {
+        return Err(field_error(
+            &til_name,
+            format!("{til_name} ({}) must be after {fra_name} ({})", format_ts(til_value), format_ts(fra_value)),
+        ));
+    }
+    write!(out, "\t{}\t", format_ts(fra_value)).ok();
+    match til_value {
+        Some(t) => out.extend_from_slice(format_ts(t).as_bytes()),
+        None => out.extend_from_slice(b"\\N"),
+    }
+    Ok(())
+}
+
+fn parse_timestamp(text: &str) -> Result<DateTime<Utc>, String> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| format!("\"{text}\" is not an RFC 3339 timestamp ({e})"))
+}
+
+fn format_ts(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+/// Writes one attribute value (or `\N`) after checking it against the attribute's type.
+fn push_attribute(out: &mut Vec<u8>, attribute: &Attribute, value: Option<&RawValue>) -> Result<(), String> {
+    let raw = value.map(RawValue::get).filter(|v| *v != "null");
+    let Some(raw) = raw else {
+        if attribute.required {
+            return Err("is required".into());
+        }
+        out.extend_from_slice(b"\\N");
+        return Ok(());
+    };
+    let wrong = || format!("expected {}, got {}", describe(attribute.ty), shorten(raw));
+    match attribute.ty {
+        AttrType::Text => push_text(out, &json_string(raw).ok_or_else(wrong)?),
+        AttrType::Integer => {
+            let n: i64 = raw.parse().map_err(|_| wrong())?;
+            write!(out, "{n}").ok();
+        }
+        AttrType::Decimal => {
+            let text = json_string(raw).unwrap_or(Cow::Borrowed(raw));
+            if !is_decimal(&text) {
+                return Err(wrong());
+            }
+            out.extend_from_slice(text.as_bytes());
+        }
+        AttrType::Boolean => match raw {
+            "true" | "false" => out.extend_from_slice(raw.as_bytes()),
+            _ => return Err(wrong()),
+        },
+        AttrType::Date => {
+            let text = json_string(raw).ok_or_else(wrong)?;
+            let date = NaiveDate::parse_from_str(&text, "%Y-%m-%d").map_err(|_| wrong())?;
+            write!(out, "{date}").ok();
+        }
+        AttrType::Timestamp => {
+            let text = json_string(raw).ok_or_else(wrong)?;
+            out.extend_from_slice(format_ts(parse_timestamp(&text)?).as_bytes());
+        }
+        AttrType::Uuid => {
+            let text = json_string(raw).ok_or_else(wrong)?;
+            let id = uuid::Uuid::parse_str(&text).map_err(|_| wrong())?;
+            write!(out, "{}", id.hyphenated()).ok();
+        }
+    }
+    Ok(())
+}
+
+fn describe(ty: AttrType) -> &'static str {
+    match ty {
+        AttrType::Text => "text (a JSON string)",
+        AttrType::Integer => "an integer (a JSON number without fraction, 64-bit)",
+        AttrType::Decimal => "a decimal number (a JSON number or numeric string)",
+        AttrType::Boolean => "true or false",
+        AttrType::Date => "a date \"YYYY-MM-DD\"",
+        AttrType::Timestamp => "an RFC 3339 timestamp string",
+        AttrType::Uuid => "a UUID string",
+    }
+}
+
+fn shorten(raw: &str) -> String {
+    if raw.len() <= 60 {
+        raw.to_owned()
+    } else {
+        let cut = (0..=60).rev().find(|i| raw.is_char_boundary(*i)).unwrap_or(0);
+        format!("{}...", &raw[..cut])
+    }
+}
+
+/// The string a raw JSON value holds, or `None` if it is not a string.
+fn json_string(raw: &str) -> Option<Cow<'_, str>> {
+    if !raw.starts_with('"') {
+        return None;
+    }
+    serde_json::from_str::<Cow<str>>(raw).ok()
+}
+
+/// `-?digits[.digits][e[+-]digits]`, what PostgreSQL's numeric accepts, without NaN or infinity.
+fn is_decimal(text: &str) -> bool {
+    let body = text.strip_prefix('-').unwrap_or(text);
+    let (mantissa, exponent) = match body.split_once(['e', 'E']) {
+        Some((m, e)) => (m, Some(e.strip_prefix(['+', '-']).unwrap_or(e))),
+        None => (body, None),
+    };
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, "0"));
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    text.len() <= 100 && digits(int) && digits(frac) && exponent.is_none_or(digits)
+}
+
+/// Appends text escaped for COPY's text format.
+fn push_text(out: &mut Vec<u8>, text: &str) {
+    for b in text.bytes() {
+        match b {
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            _ => out.push(b),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decimals_accept_what_numeric_accepts_and_refuse_the_rest() {
+        for ok in ["0", "-1.25", "12e3", "1.5E-2"] {
+            assert!(is_decimal(ok), "{ok}");
+        }
+        for bad in ["", "-", "1.", ".5", "NaN", "Infinity", "1e", "1,5", "0x10"] {
+            assert!(!is_decimal(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn copy_text_escapes_its_delimiters() {
+        let mut out = Vec::new();
+        push_text(&mut out, "a\tb\\c\nd");
+        assert_eq!(out, b"a\\tb\\\\c\\nd");
+    }
+}
