@@ -1,5 +1,7 @@
 //! The `fordeler` binary: parses the command line, sets up logging, runs the subcommand.
 
+use std::io::IsTerminal;
+
 use clap::Parser;
 
 fn main() {
@@ -10,6 +12,7 @@ fn main() {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,

@@ -164,7 +164,7 @@ impl Observer for Bar {
         if let Ok(current) = self.current.lock()
             && let Some((bar, _)) = current.as_ref()
         {
-            bar.set_prefix(format!("{phase}"));
+            bar.set_prefix(phase.to_owned());
         }
     }
 

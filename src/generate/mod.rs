@@ -79,6 +79,9 @@ pub fn generate(register: &Register, options: &GenerateOptions) -> anyhow::Resul
     if options.rows < 10 {
         bail!("--rows must be at least 10 (each package mixes inserts, corrections and deletes)");
     }
+    if options.packages < 1 {
+        bail!("--packages must be at least 1");
+    }
     if options.start_seq < 1 {
         bail!("--start-seq must be 1 or more");
     }
@@ -197,8 +200,18 @@ impl Generator<'_> {
     fn attributes(&self, entity: &Entity, object: u64, version: u64) -> Value {
         let mut map = Map::new();
         for (k, attribute) in entity.attributes.iter().enumerate() {
-            let changed = version > 0 && self.changes(entity, object, k);
-            let value = attribute_value(self.seed, attribute, k == entity.object_id, object, k as u64, u64::from(changed));
+            let is_object = k == entity.object_id;
+            let mut value = attribute_value(self.seed, attribute, is_object, object, k as u64, 0);
+            if version > 0 && self.changes(entity, object, k) {
+                // A correction changes the value: try a few versions until one differs.
+                let original = value.clone();
+                for v in 1..8 {
+                    value = attribute_value(self.seed, attribute, is_object, object, k as u64, v);
+                    if value != original {
+                        break;
+                    }
+                }
+            }
             if !value.is_null() {
                 map.insert(attribute.name.clone(), value);
             }
@@ -213,8 +226,11 @@ impl Generator<'_> {
             return false;
         }
         let h = Hasher::new(self.seed).add(object).add(0xC4);
-        let always = h.clone().finish() as usize % entity.attributes.len();
-        k == always || h.add(k as u64).finish() % 3 == 0
+        // One attribute other than the object id always changes.
+        let others = entity.attributes.len() - 1;
+        let pick = if others == 0 { 0 } else { h.clone().finish() as usize % others };
+        let always = if pick >= entity.object_id { pick + 1 } else { pick };
+        k == always || h.add(k as u64).finish().is_multiple_of(3)
     }
 
     fn original(&self, object: u64, created_in: u64) -> Value {

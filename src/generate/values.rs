@@ -40,7 +40,7 @@ pub fn attribute_value(seed: u64, attribute: &Attribute, is_object_id: bool, obj
         return object_id(seed, attribute, object);
     }
     let h = Hasher::new(seed).add(object).add(k).add(version).finish();
-    if !attribute.required && h % 20 == 0 {
+    if !attribute.required && h.is_multiple_of(20) {
         return Value::Null;
     }
     let h = h / 20;
@@ -87,6 +87,7 @@ fn object_id(seed: u64, attribute: &Attribute, object: u64) -> Value {
             Value::String(uuid::Uuid::from_u64_pair(h.clone().add(1).finish(), h.add(2).finish()).to_string())
         }
         // A CPR-shaped ten-digit number (DDMMYY + four digits), unique for 336 million objects.
+        // (Definitions allow only text, integer and uuid object ids.)
         _ => {
             let date = object % 33_600;
             let (day, month, year) = (date % 28 + 1, date / 28 % 12 + 1, date / 336);

@@ -242,7 +242,7 @@ fn entity_statement(register: &Register, index: usize) -> String {
         .chain(attrs.iter().enumerate().map(|(k, a)| format!("{a} = c.a{k}")))
         .collect();
     let insert_values: Vec<String> = SYSTEM.iter().map(|(s, _)| format!("c.{s}")).chain((0..attrs.len()).map(|k| format!("c.a{k}"))).collect();
-    let (extra_src, extra_event) = extra_fields(register, entity);
+    let (extra_src, extra_event) = extra_fields(register, entity, &table, offset);
     let object = entity.object_id;
     format!(
         "WITH src AS (
@@ -310,7 +310,11 @@ FROM chg",
 }
 
 /// The extra event fields: columns to add to `src` (old values) and the `extra` expression.
-fn extra_fields(register: &Register, entity: &Entity) -> (String, String) {
+///
+/// An `old` value is the row's value before the change; for a new row (`i`) it is the value in
+/// the object's latest registration before this package, so the replacement registrations of a
+/// bitemporal correction tell the change (a CPR move: nuvaerende 0751, tidligere 0101).
+fn extra_fields(register: &Register, entity: &Entity, table: &str, offset: usize) -> (String, String) {
     if register.event_fields.is_empty() {
         return (String::new(), "NULL::jsonb".to_owned());
     }
@@ -320,10 +324,21 @@ fn extra_fields(register: &Register, entity: &Entity) -> (String, String) {
         let value = match entity.attribute(&field.attribute) {
             None => "NULL".to_owned(),
             Some((k, attribute)) => {
-                src.push_str(&format!(", t.{} AS t_x{n}", quote_ident(&attribute.name)));
+                let column = quote_ident(&attribute.name);
+                src.push_str(&format!(", t.{column} AS t_x{n}"));
                 match field.value {
                     EventValue::New => format!("CASE WHEN c.action = 'd' THEN c.t_x{n} ELSE c.a{k} END"),
-                    EventValue::Old => format!("CASE WHEN c.action = 'i' THEN NULL ELSE c.t_x{n} END"),
+                    EventValue::Old => {
+                        let object = quote_ident(&entity.object_id_attribute().name);
+                        src.push_str(&format!(
+                            ", CASE WHEN t.\"datafordelerRowId\" IS NULL AND s.op = 'u' THEN
+                                (SELECT o.{column} FROM {table} o WHERE o.{object} = s.c{staged}
+                                 ORDER BY o.\"registreringFra\" DESC, o.\"virkningFra\" DESC LIMIT 1)
+                               END AS p_x{n}",
+                            staged = offset + entity.object_id
+                        ));
+                        format!("CASE WHEN c.action = 'i' THEN c.p_x{n} ELSE c.t_x{n} END")
+                    }
                 }
             }
         };

@@ -140,8 +140,10 @@ async fn import_inner(
     }
 
     let file = reader.file().to_owned();
+    log_phase(&header, "staging");
     apply::create_staging(&mut tx, register).await?;
     let parsed = stage_rows(&mut tx, register, reader, &header, rows_counter).await?;
+    log_phase(&header, "applying");
     observer.phase("applying");
     if let Some((ent, key, first, second)) = apply::find_duplicate_key(&mut tx).await? {
         let entity = &register.entities[ent as usize].name;
@@ -185,6 +187,7 @@ async fn import_inner(
         totals.deleted += applied.deleted;
     }
 
+    log_phase(&header, "committing");
     observer.phase("committing");
     let events = totals.events();
     let (first_eventid, last_eventid) = if events > 0 {
@@ -231,6 +234,10 @@ async fn import_inner(
         events = summary.events, duration_ms = summary.duration_ms, "package imported");
     observer.finished(&summary);
     Ok(summary)
+}
+
+fn log_phase(header: &Header, phase: &'static str) {
+    tracing::debug!(register = %header.register, package.seq = header.sequence, phase, "import phase");
 }
 
 fn already_imported(file: String, header: &Header, sha256: String, timer: Instant) -> PackageSummary {
@@ -313,8 +320,7 @@ fn parse_rows(
     let (mut rows, mut upserts) = (0u64, 0i64);
     let mut buf = Vec::with_capacity(CHUNK + 64 * 1024);
     let file = reader.file().to_owned();
-    loop {
-        let Some((line_no, line)) = reader.next_line()? else { break };
+    while let Some((line_no, line)) = reader.next_line()? {
         let (entity, op) = encoder.encode(&file, line_no, line, &mut buf)?;
         per_entity[entity] += 1;
         upserts += i64::from(op == Op::Upsert);

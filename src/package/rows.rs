@@ -111,6 +111,7 @@ impl<'r> RowEncoder<'r> {
         if row.key.is_empty() {
             return Err(field_error("key", "must not be empty"));
         }
+        check_no_nul(&row.key).map_err(|m| field_error("key", m))?;
         write!(out, "{line_no}\t{index}\t").ok();
         match row.op {
             Op::Delete => {
@@ -128,7 +129,10 @@ impl<'r> RowEncoder<'r> {
                 push_period(out, &row.virkning_fra, &row.virkning_til, "virkning")?;
                 out.push(b'\t');
                 match &row.status {
-                    Some(status) => push_text(out, status),
+                    Some(status) => {
+                        check_no_nul(status).map_err(|m| field_error("status", m))?;
+                        push_text(out, status);
+                    }
                     None => out.extend_from_slice(b"\\N"),
                 }
                 self.push_attributes(out, index, entity, row.attributes.as_ref())?;
@@ -255,7 +259,11 @@ fn push_attribute(out: &mut Vec<u8>, attribute: &Attribute, value: Option<&RawVa
     };
     let wrong = || format!("expected {}, got {}", describe(attribute.ty), shorten(raw));
     match attribute.ty {
-        AttrType::Text => push_text(out, &json_string(raw).ok_or_else(wrong)?),
+        AttrType::Text => {
+            let text = json_string(raw).ok_or_else(wrong)?;
+            check_no_nul(&text)?;
+            push_text(out, &text);
+        }
         AttrType::Integer => {
             let n: i64 = raw.parse().map_err(|_| wrong())?;
             write!(out, "{n}").ok();
@@ -328,6 +336,14 @@ fn is_decimal(text: &str) -> bool {
     let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, "0"));
     let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
     text.len() <= 100 && digits(int) && digits(frac) && exponent.is_none_or(digits)
+}
+
+fn check_no_nul(text: &str) -> Result<(), String> {
+    if text.contains('\0') {
+        Err("contains a NUL character (\\u0000), which PostgreSQL text cannot hold".into())
+    } else {
+        Ok(())
+    }
 }
 
 /// Appends text escaped for COPY's text format.

@@ -218,6 +218,12 @@ fn validate_entity(raw: RawEntity, register_protected: bool) -> Result<Entity, S
     if !attributes[object_id].required {
         return Err(format!("object_id attribute \"{}\" must be required", raw.object_id));
     }
+    if !matches!(attributes[object_id].ty, AttrType::Text | AttrType::Integer | AttrType::Uuid) {
+        return Err(format!(
+            "object_id attribute \"{}\" must be text, integer or uuid, not {}",
+            raw.object_id, attributes[object_id].ty
+        ));
+    }
     let weight = raw.weight.unwrap_or(1);
     if weight == 0 {
         return Err("weight must be at least 1".into());
@@ -253,6 +259,7 @@ fn validate_attribute(raw: RawAttribute) -> Result<Attribute, String> {
         min: raw.min.map(toml_to_json).transpose()?,
         max: raw.max.map(toml_to_json).transpose()?,
     };
+    check_hint(ty, &hint)?;
     Ok(Attribute {
         name: raw.name,
         ty,
@@ -262,6 +269,39 @@ fn validate_attribute(raw: RawAttribute) -> Result<Attribute, String> {
         description: raw.description,
         hint,
     })
+}
+
+/// Generator hints must be values of the attribute's type, or generated rows would be refused.
+fn check_hint(ty: AttrType, hint: &GenHint) -> Result<(), String> {
+    let is_date = |v: &serde_json::Value| {
+        v.as_str().is_some_and(|s| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").is_ok())
+    };
+    let value_ok = |v: &serde_json::Value| match ty {
+        AttrType::Text => v.is_string(),
+        AttrType::Integer => v.is_i64(),
+        AttrType::Decimal => v.is_number(),
+        AttrType::Boolean => v.is_boolean(),
+        AttrType::Date => is_date(v),
+        AttrType::Timestamp => v.as_str().is_some_and(|s| chrono::DateTime::parse_from_rfc3339(s).is_ok()),
+        AttrType::Uuid => v.as_str().is_some_and(|s| uuid::Uuid::parse_str(s).is_ok()),
+    };
+    if let Some(bad) = hint.values.iter().find(|v| !value_ok(v)) {
+        return Err(format!("values: {bad} is not a {ty} value"));
+    }
+    let bound_ok = |v: &serde_json::Value| match ty {
+        AttrType::Integer => v.is_i64(),
+        AttrType::Decimal => v.is_number(),
+        AttrType::Date => is_date(v),
+        _ => false,
+    };
+    for (name, bound) in [("min", &hint.min), ("max", &hint.max)] {
+        if let Some(bad) = bound.as_ref().filter(|v| !bound_ok(v)) {
+            return Err(format!(
+                "{name}: {bad} is not a bound for {ty} (numbers for integer and decimal, \"YYYY-MM-DD\" for date)"
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn toml_to_json(value: toml::Value) -> Result<serde_json::Value, String> {

@@ -1,0 +1,251 @@
+//! Shared test harness: a fresh database per test on a real PostgreSQL (the one at
+//! `DATABASE_URL`, else fordeler's embedded cluster under `target/`), the sample registers, and
+//! helpers to write packages and read events back.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use fordeler::import::{self, ImportError, PackageSummary, Quiet};
+use fordeler::registry::{self, Registry};
+use serde_json::{Value, json};
+use sqlx::PgPool;
+
+/// The server's admin URL: `DATABASE_URL`, or the embedded test cluster (started once).
+pub fn admin_url() -> String {
+    static URL: OnceLock<String> = OnceLock::new();
+    URL.get_or_init(|| {
+        if let Ok(url) = std::env::var("DATABASE_URL") {
+            return url;
+        }
+        let base = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/test-pg");
+        let cluster = fordeler::embedded::Cluster::new(&base).expect("embedded cluster");
+        cluster.start().expect("start the embedded test cluster");
+        cluster.url()
+    })
+    .clone()
+}
+
+/// The URL of database `name` on the admin server.
+fn database_url(name: &str) -> String {
+    url_lite::Url::parse(&admin_url()).with(name)
+}
+
+/// A fresh, migrated database with the sample registers; dropped when the test ends.
+pub struct TestDb {
+    /// Database name.
+    pub name: String,
+    /// Its URL.
+    pub url: String,
+    /// A small pool on it.
+    pub pool: PgPool,
+    /// The sample registers.
+    pub registry: Registry,
+    /// A directory for package files, removed with the test.
+    pub dir: tempfile::TempDir,
+}
+
+/// The sample register definitions of `registers/`.
+pub fn sample_registry() -> Registry {
+    registry::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("registers")).unwrap()
+}
+
+impl TestDb {
+    /// Creates the database, applies migrations and syncs the sample registers.
+    pub async fn new() -> Self {
+        let name = format!("fordeler_test_{}", uuid::Uuid::now_v7().simple());
+        let admin = fordeler::store::connect(&admin_url(), 1).await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&admin).await.unwrap();
+        admin.close().await;
+        let url = database_url(&name);
+        let pool = fordeler::store::connect(&url, 8).await.unwrap();
+        let registry = sample_registry();
+        fordeler::store::migrate(&pool).await.unwrap();
+        fordeler::store::sync_registers(&pool, &registry).await.unwrap();
+        Self { name, url, pool, registry, dir: tempfile::tempdir().unwrap() }
+    }
+
+    /// Imports one package file through the library, on a fresh importer connection.
+    pub async fn import(&self, path: &Path) -> Result<PackageSummary, ImportError> {
+        let mut conn = import::connect(&self.url).await.unwrap();
+        import::import_package(&mut conn, &self.registry, path, &Quiet).await
+    }
+
+    /// Writes a package (header + rows) as plain NDJSON into the test directory.
+    pub fn package(&self, register: &str, sequence: i64, rows: &[Value]) -> PathBuf {
+        let path = self.dir.path().join(format!("{register}-{sequence:08}-{}.ndjson", uuid::Uuid::now_v7().simple()));
+        write_package(&path, register, sequence, rows);
+        path
+    }
+
+    /// All events of `register`, in eventid order, as JSON objects (Datafordeler field names).
+    pub async fn events(&self, register: &str) -> Vec<Value> {
+        let mut conn = self.pool.acquire().await.unwrap();
+        events_on(&mut conn, register).await
+    }
+
+    /// Number of rows in one entity table.
+    pub async fn count_rows(&self, register: &str, entity: &str) -> i64 {
+        let sql = format!("SELECT count(*) FROM reg_{}.{}", register.to_lowercase(), entity.to_lowercase());
+        sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).fetch_one(&self.pool).await.unwrap()
+    }
+
+    /// The register's (last_sequence, last_eventid, row_count).
+    pub async fn register_state(&self, register: &str) -> (i64, i64, i64) {
+        sqlx::query_as("SELECT last_sequence, last_eventid, row_count FROM registers WHERE name = $1")
+            .bind(register)
+            .fetch_one(&self.pool)
+            .await
+            .unwrap()
+    }
+
+    /// A canonical dump of everything an import writes for `register` (events without the
+    /// write time, rows without fordeler's row ids), for comparing two stores.
+    /// Read in one REPEATABLE READ snapshot, so a commit landing meanwhile is seen whole or not.
+    pub async fn fingerprint(&self, register: &str) -> Vec<String> {
+        let mut tx = self.pool.begin().await.unwrap();
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ").execute(&mut *tx).await.unwrap();
+        let mut out: Vec<String> = events_on(&mut tx, register)
+            .await
+            .into_iter()
+            .map(|mut e| {
+                e.as_object_mut().unwrap().remove("object_datafordelerRowId");
+                e.to_string()
+            })
+            .collect();
+        let reg = self.registry.get(register).unwrap();
+        for entity in &reg.entities {
+            let sql = format!(
+                "SELECT to_jsonb(t) - 'datafordelerRowId' - 'datafordelerOpdateringstid' FROM {} t ORDER BY rowkey",
+                entity.table_name(reg)
+            );
+            let rows: Vec<(Value,)> = sqlx::query_as(sqlx::AssertSqlSafe(sql)).fetch_all(&mut *tx).await.unwrap();
+            out.extend(rows.into_iter().map(|(v,)| format!("{}:{v}", entity.name)));
+        }
+        let state: (i64, i64, i64) =
+            sqlx::query_as("SELECT last_sequence, last_eventid, row_count FROM registers WHERE name = $1")
+                .bind(register)
+                .fetch_one(&mut *tx)
+                .await
+                .unwrap();
+        out.push(format!("{state:?}"));
+        out
+    }
+
+    /// Waits until no other session is connected to this database (a killed client's backend
+    /// has finished rolling back or committing).
+    pub async fn wait_for_other_sessions(&self) {
+        for _ in 0..600 {
+            let others: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()
+                 AND pid <> pg_backend_pid() AND application_name = 'fordeler' AND state <> 'idle'",
+            )
+            .fetch_one(&self.pool)
+            .await
+            .unwrap();
+            if others == 0 {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("another session stayed busy for 30 s");
+    }
+}
+
+async fn events_on(conn: &mut sqlx::PgConnection, register: &str) -> Vec<Value> {
+    let rows: Vec<(Value,)> = sqlx::query_as(
+        "SELECT jsonb_build_object(
+            'eventid', e.eventid, 'entityname', e.entityname, 'eventaction', e.eventaction,
+            'datafordelerRegisterImportSequenceNumber', e.datafordeler_import_sequence,
+            'fromfailedimport', e.fromfailedimport, 'object_id', e.object_id,
+            'object_datafordelerRowId', e.object_datafordeler_rowid,
+            'object_datafordelerRowVersion', e.object_datafordeler_rowversion,
+            'object_registreringfra', e.object_registreringfra, 'object_registreringtil', e.object_registreringtil,
+            'object_status', e.object_status, 'object_virkningfra', e.object_virkningfra,
+            'object_virkningtil', e.object_virkningtil) || coalesce(e.extra, '{}')
+         FROM events e JOIN registers r USING (register_id) WHERE r.name = $1 ORDER BY e.eventid",
+    )
+    .bind(register)
+    .fetch_all(&mut *conn)
+    .await
+    .unwrap();
+    rows.into_iter().map(|(v,)| v).collect()
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        // Drop the database on a thread of its own: Drop cannot await.
+        let handle = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            runtime.block_on(async {
+                if let Ok(admin) = fordeler::store::connect(&admin_url(), 1).await {
+                    let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&admin).await;
+                }
+            });
+        });
+        let _ = handle.join();
+    }
+}
+
+/// Writes a plain NDJSON package.
+pub fn write_package(path: &Path, register: &str, sequence: i64, rows: &[Value]) {
+    let header = json!({"format": "fordeler-package/1", "register": register, "sequence": sequence,
+        "created": "2026-01-01T00:00:00Z", "rows": rows.len()});
+    let mut text = header.to_string();
+    text.push('\n');
+    for row in rows {
+        text.push_str(&row.to_string());
+        text.push('\n');
+    }
+    std::fs::write(path, text).unwrap();
+}
+
+/// A valid BBR Bygning upsert with the given key, object id, and kommunekode.
+pub fn bygning(key: &str, object: &str, kommunekode: &str) -> Value {
+    json!({"entity": "Bygning", "op": "upsert", "key": key,
+        "registreringFra": "2026-01-01T00:00:00Z", "virkningFra": "2020-01-01T00:00:00Z",
+        "status": "gældende",
+        "attributes": {"id_lokalId": object, "kommunekode": kommunekode, "byg026Opfoerelsesaar": 1932}})
+}
+
+/// A delete row.
+pub fn delete(entity: &str, key: &str) -> Value {
+    json!({"entity": entity, "op": "delete", "key": key})
+}
+
+/// A UUID built from a small number, for readable test object ids.
+pub fn uuid(n: u32) -> String {
+    format!("00000000-0000-4000-8000-{n:012}")
+}
+
+/// Minimal URL editing (replace the database name) without another dependency.
+mod url_lite {
+    pub struct Url {
+        before: String,
+        after: String,
+    }
+
+    impl Url {
+        pub fn parse(url: &str) -> Self {
+            let scheme_end = url.find("://").map_or(0, |i| i + 3);
+            let path_start = url[scheme_end..].find('/').map(|i| i + scheme_end);
+            let query_start = url.find('?');
+            match path_start {
+                Some(p) => {
+                    let end = query_start.unwrap_or(url.len());
+                    Url { before: url[..p].to_owned(), after: url[end..].to_owned() }
+                }
+                None => match query_start {
+                    Some(q) => Url { before: url[..q].to_owned(), after: url[q..].to_owned() },
+                    None => Url { before: url.to_owned(), after: String::new() },
+                },
+            }
+        }
+
+        pub fn with(&self, name: &str) -> String {
+            format!("{}/{name}{}", self.before, self.after)
+        }
+    }
+}
