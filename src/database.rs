@@ -29,8 +29,13 @@ impl DatabaseOpts {
             return Ok(url.clone());
         }
         let cluster = Cluster::new(&self.data_dir.join("pg"))?;
-        cluster.start().context("cannot start the embedded PostgreSQL cluster")?;
-        eprintln!("fordeler: using the embedded PostgreSQL cluster in {}", cluster.data.display());
+        cluster
+            .start()
+            .context("cannot start the embedded PostgreSQL cluster")?;
+        eprintln!(
+            "fordeler: using the embedded PostgreSQL cluster in {}",
+            cluster.data.display()
+        );
         Ok(cluster.url())
     }
 

@@ -49,14 +49,21 @@ impl Cluster {
 
     /// The connection URL of the cluster's `postgres` database.
     pub fn url(&self) -> String {
-        format!("postgres://postgres@localhost/postgres?host={}&port={PORT}", self.socket_dir.display())
+        format!(
+            "postgres://postgres@localhost/postgres?host={}&port={PORT}",
+            self.socket_dir.display()
+        )
     }
 
     /// Creates the cluster if needed and starts it if it is not running. Safe to call from
     /// several processes at once: they serialise on a lock file.
     pub fn start(&self) -> anyhow::Result<()> {
-        let base = self.data.parent().context("cluster directory has no parent")?;
-        std::fs::create_dir_all(base).with_context(|| format!("cannot create {}", base.display()))?;
+        let base = self
+            .data
+            .parent()
+            .context("cluster directory has no parent")?;
+        std::fs::create_dir_all(base)
+            .with_context(|| format!("cannot create {}", base.display()))?;
         let lock = std::fs::File::create(base.join("lock"))?;
         lock.lock().context("cannot lock the cluster directory")?;
         if !self.data.join("PG_VERSION").exists() {
@@ -72,7 +79,10 @@ impl Cluster {
     pub fn stop(&self) -> anyhow::Result<()> {
         if self.is_running() {
             let data = self.data.display().to_string();
-            check(self.pg("pg_ctl", &["stop", "-D", &data, "-m", "fast", "-w"])?, "pg_ctl stop")?;
+            check(
+                self.pg("pg_ctl", &["stop", "-D", &data, "-m", "fast", "-w"])?,
+                "pg_ctl stop",
+            )?;
         }
         Ok(())
     }
@@ -81,7 +91,9 @@ impl Cluster {
     pub fn is_running(&self) -> bool {
         let data = self.data.display().to_string();
         self.data.join("PG_VERSION").exists()
-            && self.pg("pg_ctl", &["status", "-D", &data]).is_ok_and(|o| o.status.success())
+            && self
+                .pg("pg_ctl", &["status", "-D", &data])
+                .is_ok_and(|o| o.status.success())
     }
 
     fn init(&self) -> anyhow::Result<()> {
@@ -89,7 +101,16 @@ impl Cluster {
         std::fs::create_dir_all(&self.socket_dir)?;
         self.hand_to_postgres()?;
         let data = self.data.display().to_string();
-        let args = ["-D", &data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C"];
+        let args = [
+            "-D",
+            &data,
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--locale=C",
+        ];
         check(self.pg("initdb", &args)?, "initdb")?;
         let conf = "\n# fordeler's private cluster\nlisten_addresses = ''\nmax_connections = 200\n\
                     shared_buffers = 256MB\nmax_wal_size = 4GB\nclient_connection_check_interval = 1s\n";
@@ -106,7 +127,12 @@ impl Cluster {
         let data = self.data.display().to_string();
         let log = self.log.display().to_string();
         let options = format!("-k {} -p {PORT}", self.socket_dir.display());
-        let output = self.pg("pg_ctl", &["start", "-D", &data, "-l", &log, "-w", "-t", "60", "-o", &options])?;
+        let output = self.pg(
+            "pg_ctl",
+            &[
+                "start", "-D", &data, "-l", &log, "-w", "-t", "60", "-o", &options,
+            ],
+        )?;
         check(output, "pg_ctl start").with_context(|| format!("see the server log {log}"))
     }
 
@@ -114,9 +140,15 @@ impl Cluster {
         if !self.as_postgres {
             return Ok(());
         }
-        let base = self.data.parent().context("cluster directory has no parent")?;
+        let base = self
+            .data
+            .parent()
+            .context("cluster directory has no parent")?;
         for dir in [base, self.socket_dir.as_path()] {
-            let status = Command::new("chown").args(["-R", "postgres:postgres"]).arg(dir).status()?;
+            let status = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(dir)
+                .status()?;
             if !status.success() {
                 bail!("cannot hand {} to the postgres user", dir.display());
             }
@@ -134,7 +166,9 @@ impl Cluster {
             Command::new(&program)
         };
         command.args(args).current_dir("/");
-        command.output().with_context(|| format!("cannot run {}", program.display()))
+        command
+            .output()
+            .with_context(|| format!("cannot run {}", program.display()))
     }
 }
 
@@ -144,7 +178,12 @@ fn check(output: Output, what: &str) -> anyhow::Result<()> {
     }
     let stderr = String::from_utf8_lossy(&output.stderr);
     let stdout = String::from_utf8_lossy(&output.stdout);
-    bail!("{what} failed ({}): {}{}", output.status, stderr.trim(), stdout.trim())
+    bail!(
+        "{what} failed ({}): {}{}",
+        output.status,
+        stderr.trim(),
+        stdout.trim()
+    )
 }
 
 /// The newest `/usr/lib/postgresql/*/bin` (or `FORDELER_PG_BIN`) that has `initdb`.
@@ -190,7 +229,10 @@ fn is_root() -> bool {
 
 /// Whether the postgres user can enter every directory above `path` that exists.
 fn postgres_can_reach(path: &Path) -> bool {
-    let existing = path.ancestors().find(|p| p.exists()).unwrap_or(Path::new("/"));
+    let existing = path
+        .ancestors()
+        .find(|p| p.exists())
+        .unwrap_or(Path::new("/"));
     Command::new("runuser")
         .args(["-u", "postgres", "--", "test", "-x"])
         .arg(existing)

@@ -63,7 +63,9 @@ async fn import_all(db_url: String, registry: fordeler::registry::Registry, file
         match import::import_package(&mut conn, &registry, &file, &Quiet).await {
             Ok(_) => {}
             // A racing importer got there first: this package is not next any more, or is done.
-            Err(ImportError::Gap { .. }) => panic!("packages are imported in order, a gap is a bug"),
+            Err(ImportError::Gap { .. }) => {
+                panic!("packages are imported in order, a gap is a bug")
+            }
             Err(e) => panic!("{e}"),
         }
     }
@@ -77,7 +79,10 @@ async fn racing_imports_and_polling_readers_see_every_event_once_in_order() {
     let mut readers = Vec::new();
     for register in registers {
         for _ in 0..3 {
-            readers.push((register, tokio::spawn(read_all(db.pool.clone(), register, done.clone()))));
+            readers.push((
+                register,
+                tokio::spawn(read_all(db.pool.clone(), register, done.clone())),
+            ));
         }
     }
     let mut importers = Vec::new();
@@ -86,7 +91,11 @@ async fn racing_imports_and_polling_readers_see_every_event_once_in_order() {
         // Two importers race on the same packages of each register; one applies each package,
         // the other finds it already imported.
         for _ in 0..2 {
-            importers.push(tokio::spawn(import_all(db.url.clone(), db.registry.clone(), files.clone())));
+            importers.push(tokio::spawn(import_all(
+                db.url.clone(),
+                db.registry.clone(),
+                files.clone(),
+            )));
         }
     }
     for importer in importers {
@@ -98,10 +107,26 @@ async fn racing_imports_and_polling_readers_see_every_event_once_in_order() {
         let (last_sequence, last_eventid, _) = db.register_state(register).await;
         assert_eq!(last_sequence, PACKAGES as i64);
         let expected: Vec<i64> = (1..=last_eventid).collect();
-        assert_eq!(seen.len(), expected.len(), "{register}: every event exactly once");
-        assert!(seen == expected, "{register}: events seen in eventid order without a gap");
+        assert_eq!(
+            seen.len(),
+            expected.len(),
+            "{register}: every event exactly once"
+        );
+        assert!(
+            seen == expected,
+            "{register}: events seen in eventid order without a gap"
+        );
     }
-    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(&db.pool).await.unwrap();
-    let heads: i64 = sqlx::query_scalar("SELECT sum(last_eventid)::bigint FROM registers").fetch_one(&db.pool).await.unwrap();
-    assert_eq!(stored, heads, "no holes: events count equals the eventid heads");
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    let heads: i64 = sqlx::query_scalar("SELECT sum(last_eventid)::bigint FROM registers")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        stored, heads,
+        "no holes: events count equals the eventid heads"
+    );
 }

@@ -18,7 +18,10 @@ fn importer(db: &TestDb, file: &Path) -> Command {
         .args(["import", "--json"])
         .arg(file)
         .env("DATABASE_URL", &db.url)
-        .env("FORDELER_REGISTERS", Path::new(env!("CARGO_MANIFEST_DIR")).join("registers"))
+        .env(
+            "FORDELER_REGISTERS",
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("registers"),
+        )
         .env("FORDELER_LOG", "fordeler=debug")
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
@@ -61,7 +64,14 @@ fn assert_same(actual: &[String], expected: &[String], context: &str) {
 
 fn packages(dir: &Path, rows: u64) -> Vec<PathBuf> {
     let registry = common::sample_registry();
-    let options = GenerateOptions { packages: 2, rows, seed: 11, start_seq: 1, out: dir.to_path_buf(), gzip: true };
+    let options = GenerateOptions {
+        packages: 2,
+        rows,
+        seed: 11,
+        start_seq: 1,
+        out: dir.to_path_buf(),
+        gzip: true,
+    };
     generate(registry.get("BBR").unwrap(), &options).unwrap()
 }
 
@@ -90,12 +100,24 @@ async fn an_import_killed_at_any_phase_then_rerun_equals_a_clean_import() {
         let after = crashed.fingerprint("BBR").await;
         if killed && after != before {
             // The kill landed after COMMIT reached the server: the package is whole.
-            assert_same(&after, &expected, &format!("killed at {phase}+{delay:?}: all or nothing"));
+            assert_same(
+                &after,
+                &expected,
+                &format!("killed at {phase}+{delay:?}: all or nothing"),
+            );
             break;
         }
-        assert_same(&after, &before, &format!("killed at {phase}+{delay:?}: nothing of the package applied"));
+        assert_same(
+            &after,
+            &before,
+            &format!("killed at {phase}+{delay:?}: nothing of the package applied"),
+        );
     }
     let status = importer(&crashed, &files[1]).status().unwrap();
     assert!(status.success(), "the rerun completes the package");
-    assert_same(&crashed.fingerprint("BBR").await, &expected, "after the rerun");
+    assert_same(
+        &crashed.fingerprint("BBR").await,
+        &expected,
+        "after the rerun",
+    );
 }

@@ -530,11 +530,24 @@ async fn cpr_corrections_move_people_between_municipalities() {
             new(before),
             "the registration before the change keeps the old value"
         );
-        assert_eq!(old(before), new(closed), "tidligere is the value before the package");
-        assert_eq!(old(after), new(closed), "tidligere is the value before the package");
+        assert_eq!(
+            old(before),
+            new(closed),
+            "tidligere is the value before the package"
+        );
+        assert_eq!(
+            old(after),
+            new(closed),
+            "tidligere is the value before the package"
+        );
         if new(before) != new(after) {
             moves += 1;
-            assert_ne!(new(after), old(after), "the move shows on one event: {}", after);
+            assert_ne!(
+                new(after),
+                old(after),
+                "the move shows on one event: {}",
+                after
+            );
         }
     }
     assert!(

@@ -23,31 +23,83 @@ fn actions(events: &[Value]) -> Vec<(i64, String, String)> {
 #[tokio::test]
 async fn new_changed_deleted_and_unchanged_rows_make_exactly_their_events() {
     let db = TestDb::new().await;
-    let first = db.package("BBR", 1, &[bygning("k1", &uuid(1), "0101"), bygning("k2", &uuid(2), "0147"), bygning("k3", &uuid(3), "0151")]);
+    let first = db.package(
+        "BBR",
+        1,
+        &[
+            bygning("k1", &uuid(1), "0101"),
+            bygning("k2", &uuid(2), "0147"),
+            bygning("k3", &uuid(3), "0151"),
+        ],
+    );
     let summary = db.import(&first).await.unwrap();
-    assert_eq!((summary.inserted, summary.events, summary.first_eventid, summary.last_eventid), (3, 3, Some(1), Some(3)));
+    assert_eq!(
+        (
+            summary.inserted,
+            summary.events,
+            summary.first_eventid,
+            summary.last_eventid
+        ),
+        (3, 3, Some(1), Some(3))
+    );
 
     let mut changed = bygning("k2", &uuid(2), "0147");
     changed["registreringTil"] = json!("2026-02-01T00:00:00Z");
-    let second = db.package("BBR", 2, &[bygning("k1", &uuid(1), "0101"), changed, delete("Bygning", "k3"), bygning("k4", &uuid(4), "0101")]);
+    let second = db.package(
+        "BBR",
+        2,
+        &[
+            bygning("k1", &uuid(1), "0101"),
+            changed,
+            delete("Bygning", "k3"),
+            bygning("k4", &uuid(4), "0101"),
+        ],
+    );
     let summary = db.import(&second).await.unwrap();
-    assert_eq!((summary.inserted, summary.updated, summary.deleted, summary.unchanged), (1, 1, 1, 1));
+    assert_eq!(
+        (
+            summary.inserted,
+            summary.updated,
+            summary.deleted,
+            summary.unchanged
+        ),
+        (1, 1, 1, 1)
+    );
 
     let events = db.events("BBR").await;
-    let expected = [(1, "i", uuid(1)), (2, "i", uuid(2)), (3, "i", uuid(3)), (4, "u", uuid(2)), (5, "d", uuid(3)), (6, "i", uuid(4))];
-    let expected: Vec<(i64, String, String)> = expected.into_iter().map(|(id, a, o)| (id, a.to_owned(), o)).collect();
+    let expected = [
+        (1, "i", uuid(1)),
+        (2, "i", uuid(2)),
+        (3, "i", uuid(3)),
+        (4, "u", uuid(2)),
+        (5, "d", uuid(3)),
+        (6, "i", uuid(4)),
+    ];
+    let expected: Vec<(i64, String, String)> = expected
+        .into_iter()
+        .map(|(id, a, o)| (id, a.to_owned(), o))
+        .collect();
     assert_eq!(actions(&events), expected);
 
     let update = &events[3];
     assert_eq!(update["object_datafordelerRowVersion"], 2);
-    assert_eq!(update["object_registreringtil"], "2026-02-01T00:00:00+00:00");
-    assert_eq!(update["object_datafordelerRowId"], events[1]["object_datafordelerRowId"], "the row keeps its id");
+    assert_eq!(
+        update["object_registreringtil"],
+        "2026-02-01T00:00:00+00:00"
+    );
+    assert_eq!(
+        update["object_datafordelerRowId"], events[1]["object_datafordelerRowId"],
+        "the row keeps its id"
+    );
     assert_eq!(update["datafordelerRegisterImportSequenceNumber"], 2);
     assert_eq!(update["entityname"], "Bygning");
     assert_eq!(update["fromfailedimport"], false);
     let deleted = &events[4];
     assert_eq!(deleted["object_datafordelerRowVersion"], 1);
-    assert_eq!(deleted["object_registreringfra"], "2026-01-01T00:00:00+00:00", "a d event carries the deleted row's values");
+    assert_eq!(
+        deleted["object_registreringfra"], "2026-01-01T00:00:00+00:00",
+        "a d event carries the deleted row's values"
+    );
     assert_eq!(db.count_rows("BBR", "Bygning").await, 3);
     assert_eq!(db.register_state("BBR").await, (2, 6, 3));
 }
@@ -59,13 +111,33 @@ async fn cpr_events_carry_the_municipality_before_and_after_the_change() {
         json!({"entity": "Person", "op": "upsert", "key": "p1", "registreringFra": "2026-01-01T00:00:00Z",
             "virkningFra": "1990-01-01T00:00:00Z", "attributes": {"personnummer": "0101901234", "kommunekode": kommune}})
     };
-    db.import(&db.package("CPR", 1, &[person("0101")])).await.unwrap();
-    db.import(&db.package("CPR", 2, &[person("0751")])).await.unwrap();
-    db.import(&db.package("CPR", 3, &[delete("Person", "p1")])).await.unwrap();
+    db.import(&db.package("CPR", 1, &[person("0101")]))
+        .await
+        .unwrap();
+    db.import(&db.package("CPR", 2, &[person("0751")]))
+        .await
+        .unwrap();
+    db.import(&db.package("CPR", 3, &[delete("Person", "p1")]))
+        .await
+        .unwrap();
     let events = db.events("CPR").await;
-    let fields: Vec<(Value, Value)> =
-        events.iter().map(|e| (e["object_kommunekodenuvaerende"].clone(), e["object_kommunekodetidligere"].clone())).collect();
-    assert_eq!(fields, vec![(json!("0101"), Value::Null), (json!("0751"), json!("0101")), (json!("0751"), json!("0751"))]);
+    let fields: Vec<(Value, Value)> = events
+        .iter()
+        .map(|e| {
+            (
+                e["object_kommunekodenuvaerende"].clone(),
+                e["object_kommunekodetidligere"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        fields,
+        vec![
+            (json!("0101"), Value::Null),
+            (json!("0751"), json!("0101")),
+            (json!("0751"), json!("0751"))
+        ]
+    );
 }
 
 #[tokio::test]
@@ -85,19 +157,45 @@ async fn a_gzip_package_with_the_same_content_counts_as_the_same_package() {
     let plain = db.package("BBR", 1, &[bygning("k1", &uuid(1), "0101")]);
     db.import(&plain).await.unwrap();
     let gz = db.dir.path().join("again.ndjson.gz");
-    let mut encoder = flate2::write::GzEncoder::new(std::fs::File::create(&gz).unwrap(), flate2::Compression::default());
+    let mut encoder = flate2::write::GzEncoder::new(
+        std::fs::File::create(&gz).unwrap(),
+        flate2::Compression::default(),
+    );
     std::io::copy(&mut std::fs::File::open(&plain).unwrap(), &mut encoder).unwrap();
     encoder.finish().unwrap();
-    assert_eq!(db.import(&gz).await.unwrap().outcome, Outcome::AlreadyImported);
+    assert_eq!(
+        db.import(&gz).await.unwrap().outcome,
+        Outcome::AlreadyImported
+    );
 }
 
 #[tokio::test]
 async fn a_package_after_a_gap_is_refused_naming_the_expected_sequence() {
     let db = TestDb::new().await;
-    db.import(&db.package("BBR", 1, &[bygning("k1", &uuid(1), "0101")])).await.unwrap();
-    let error = db.import(&db.package("BBR", 3, &[bygning("k2", &uuid(2), "0101")])).await.unwrap_err();
-    assert!(matches!(error, ImportError::Gap { expected: 2, got: 3, .. }), "{error}");
-    assert!(error.to_string().contains("expected package 2 of BBR, got 3"), "{error}");
+    db.import(&db.package("BBR", 1, &[bygning("k1", &uuid(1), "0101")]))
+        .await
+        .unwrap();
+    let error = db
+        .import(&db.package("BBR", 3, &[bygning("k2", &uuid(2), "0101")]))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            error,
+            ImportError::Gap {
+                expected: 2,
+                got: 3,
+                ..
+            }
+        ),
+        "{error}"
+    );
+    assert!(
+        error
+            .to_string()
+            .contains("expected package 2 of BBR, got 3"),
+        "{error}"
+    );
     assert_eq!(error.exit_code(), 4);
     assert_eq!(db.register_state("BBR").await, (1, 1, 1));
 }
@@ -105,10 +203,15 @@ async fn a_package_after_a_gap_is_refused_naming_the_expected_sequence() {
 #[tokio::test]
 async fn a_re_delivered_package_with_other_content_is_refused() {
     let db = TestDb::new().await;
-    db.import(&db.package("BBR", 1, &[bygning("k1", &uuid(1), "0101")])).await.unwrap();
+    db.import(&db.package("BBR", 1, &[bygning("k1", &uuid(1), "0101")]))
+        .await
+        .unwrap();
     let other = db.package("BBR", 1, &[bygning("k1", &uuid(1), "0147")]);
     let error = db.import(&other).await.unwrap_err();
-    assert!(matches!(error, ImportError::Conflict { sequence: 1, .. }), "{error}");
+    assert!(
+        matches!(error, ImportError::Conflict { sequence: 1, .. }),
+        "{error}"
+    );
     assert_eq!(error.exit_code(), 5);
     assert_eq!(db.events("BBR").await.len(), 1);
 }
@@ -116,9 +219,20 @@ async fn a_re_delivered_package_with_other_content_is_refused() {
 #[tokio::test]
 async fn a_key_twice_in_one_package_is_refused_with_both_lines() {
     let db = TestDb::new().await;
-    let path = db.package("BBR", 1, &[bygning("k1", &uuid(1), "0101"), bygning("k2", &uuid(2), "0101"), bygning("k1", &uuid(1), "0147")]);
+    let path = db.package(
+        "BBR",
+        1,
+        &[
+            bygning("k1", &uuid(1), "0101"),
+            bygning("k2", &uuid(2), "0101"),
+            bygning("k1", &uuid(1), "0147"),
+        ],
+    );
     let error = db.import(&path).await.unwrap_err().to_string();
-    assert!(error.contains(":4: field \"key\"") && error.contains("lines 2 and 4"), "{error}");
+    assert!(
+        error.contains(":4: field \"key\"") && error.contains("lines 2 and 4"),
+        "{error}"
+    );
     assert_eq!(db.register_state("BBR").await, (0, 0, 0));
 }
 
@@ -128,7 +242,10 @@ async fn the_same_key_in_two_entities_is_two_rows() {
     let mut grund = bygning("k1", &uuid(2), "0101");
     grund["entity"] = json!("Grund");
     grund["attributes"] = json!({"id_lokalId": uuid(2), "kommunekode": "0101"});
-    let summary = db.import(&db.package("BBR", 1, &[bygning("k1", &uuid(1), "0101"), grund])).await.unwrap();
+    let summary = db
+        .import(&db.package("BBR", 1, &[bygning("k1", &uuid(1), "0101"), grund]))
+        .await
+        .unwrap();
     assert_eq!(summary.inserted, 2);
 }
 
@@ -136,21 +253,34 @@ async fn the_same_key_in_two_entities_is_two_rows() {
 /// `expected` in the message, and checks that nothing was applied and the failure was recorded.
 async fn assert_refused(bad: Value, expected: &str) {
     let db = TestDb::new().await;
-    db.import(&db.package("BBR", 1, &[bygning("k0", &uuid(100), "0101")])).await.unwrap();
+    db.import(&db.package("BBR", 1, &[bygning("k0", &uuid(100), "0101")]))
+        .await
+        .unwrap();
     let path = db.package("BBR", 2, &[bygning("k1", &uuid(1), "0101"), bad]);
     let error = db.import(&path).await.unwrap_err();
     let message = error.to_string();
     assert!(matches!(error, ImportError::Invalid(_)), "{message}");
     assert_eq!(error.exit_code(), 3);
     let file = path.display().to_string();
-    assert!(message.starts_with(&format!("{file}:3: ")), "names file and line: {message}");
-    assert!(message.contains(expected), "expected {expected:?} in {message}");
-    assert_eq!(db.register_state("BBR").await, (1, 1, 1), "nothing of the package applied");
+    assert!(
+        message.starts_with(&format!("{file}:3: ")),
+        "names file and line: {message}"
+    );
+    assert!(
+        message.contains(expected),
+        "expected {expected:?} in {message}"
+    );
+    assert_eq!(
+        db.register_state("BBR").await,
+        (1, 1, 1),
+        "nothing of the package applied"
+    );
     assert_eq!(db.count_rows("BBR", "Bygning").await, 1);
-    let recorded: (String, i64) = sqlx::query_as("SELECT kind, sequence FROM import_failures ORDER BY id DESC LIMIT 1")
-        .fetch_one(&db.pool)
-        .await
-        .unwrap();
+    let recorded: (String, i64) =
+        sqlx::query_as("SELECT kind, sequence FROM import_failures ORDER BY id DESC LIMIT 1")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
     assert_eq!(recorded, ("invalid".to_owned(), 2));
 }
 
@@ -174,85 +304,168 @@ fn without(mut row: Value, path: &[&str]) -> Value {
 
 #[tokio::test]
 async fn an_unknown_entity_is_refused() {
-    assert_refused(with(bygning("k9", &uuid(9), "0101"), &["entity"], json!("Bygnig")), "field \"entity\": unknown entity \"Bygnig\"").await;
+    assert_refused(
+        with(
+            bygning("k9", &uuid(9), "0101"),
+            &["entity"],
+            json!("Bygnig"),
+        ),
+        "field \"entity\": unknown entity \"Bygnig\"",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn an_unknown_attribute_is_refused() {
-    let row = with(bygning("k9", &uuid(9), "0101"), &["attributes", "hoejde"], json!(12));
-    assert_refused(row, "field \"attributes.hoejde\": entity Bygning has no attribute \"hoejde\"").await;
+    let row = with(
+        bygning("k9", &uuid(9), "0101"),
+        &["attributes", "hoejde"],
+        json!(12),
+    );
+    assert_refused(
+        row,
+        "field \"attributes.hoejde\": entity Bygning has no attribute \"hoejde\"",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn a_value_of_the_wrong_type_is_refused() {
-    let row = with(bygning("k9", &uuid(9), "0101"), &["attributes", "byg026Opfoerelsesaar"], json!("nitten"));
-    assert_refused(row, "field \"attributes.byg026Opfoerelsesaar\": expected an integer").await;
+    let row = with(
+        bygning("k9", &uuid(9), "0101"),
+        &["attributes", "byg026Opfoerelsesaar"],
+        json!("nitten"),
+    );
+    assert_refused(
+        row,
+        "field \"attributes.byg026Opfoerelsesaar\": expected an integer",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn a_malformed_uuid_is_refused() {
-    let row = with(bygning("k9", &uuid(9), "0101"), &["attributes", "id_lokalId"], json!("not-a-uuid"));
+    let row = with(
+        bygning("k9", &uuid(9), "0101"),
+        &["attributes", "id_lokalId"],
+        json!("not-a-uuid"),
+    );
     assert_refused(row, "field \"attributes.id_lokalId\": expected a UUID").await;
 }
 
 #[tokio::test]
 async fn a_missing_required_attribute_is_refused() {
-    assert_refused(without(bygning("k9", &uuid(9), "0101"), &["attributes", "kommunekode"]), "field \"attributes.kommunekode\": is required").await;
+    assert_refused(
+        without(
+            bygning("k9", &uuid(9), "0101"),
+            &["attributes", "kommunekode"],
+        ),
+        "field \"attributes.kommunekode\": is required",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn a_null_required_attribute_is_refused() {
-    let row = with(bygning("k9", &uuid(9), "0101"), &["attributes", "kommunekode"], Value::Null);
+    let row = with(
+        bygning("k9", &uuid(9), "0101"),
+        &["attributes", "kommunekode"],
+        Value::Null,
+    );
     assert_refused(row, "field \"attributes.kommunekode\": is required").await;
 }
 
 #[tokio::test]
 async fn a_period_that_ends_before_it_starts_is_refused() {
-    let row = with(bygning("k9", &uuid(9), "0101"), &["virkningTil"], json!("2019-01-01T00:00:00Z"));
+    let row = with(
+        bygning("k9", &uuid(9), "0101"),
+        &["virkningTil"],
+        json!("2019-01-01T00:00:00Z"),
+    );
     assert_refused(row, "field \"virkningTil\": virkningTil (2019-01-01T00:00:00.000000Z) must be after virkningFra").await;
 }
 
 #[tokio::test]
 async fn an_empty_registration_period_is_refused() {
-    let row = with(bygning("k9", &uuid(9), "0101"), &["registreringTil"], json!("2026-01-01T00:00:00Z"));
+    let row = with(
+        bygning("k9", &uuid(9), "0101"),
+        &["registreringTil"],
+        json!("2026-01-01T00:00:00Z"),
+    );
     assert_refused(row, "field \"registreringTil\"").await;
 }
 
 #[tokio::test]
 async fn a_missing_bitemporal_start_is_refused() {
-    assert_refused(without(bygning("k9", &uuid(9), "0101"), &["registreringFra"]), "field \"registreringFra\": is required").await;
+    assert_refused(
+        without(bygning("k9", &uuid(9), "0101"), &["registreringFra"]),
+        "field \"registreringFra\": is required",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn a_bad_timestamp_is_refused() {
-    let row = with(bygning("k9", &uuid(9), "0101"), &["virkningFra"], json!("2020-13-01"));
-    assert_refused(row, "field \"virkningFra\": \"2020-13-01\" is not an RFC 3339 timestamp").await;
+    let row = with(
+        bygning("k9", &uuid(9), "0101"),
+        &["virkningFra"],
+        json!("2020-13-01"),
+    );
+    assert_refused(
+        row,
+        "field \"virkningFra\": \"2020-13-01\" is not an RFC 3339 timestamp",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn an_unknown_operation_is_refused() {
-    assert_refused(with(bygning("k9", &uuid(9), "0101"), &["op"], json!("merge")), "invalid row: unknown variant `merge`").await;
+    assert_refused(
+        with(bygning("k9", &uuid(9), "0101"), &["op"], json!("merge")),
+        "invalid row: unknown variant `merge`",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn an_unknown_row_field_is_refused() {
-    assert_refused(with(bygning("k9", &uuid(9), "0101"), &["colour"], json!("red")), "unknown field `colour`").await;
+    assert_refused(
+        with(bygning("k9", &uuid(9), "0101"), &["colour"], json!("red")),
+        "unknown field `colour`",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn a_delete_of_an_unknown_row_is_refused() {
-    assert_refused(delete("Bygning", "nope"), "field \"key\": delete of a Bygning row that does not exist").await;
+    assert_refused(
+        delete("Bygning", "nope"),
+        "field \"key\": delete of a Bygning row that does not exist",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn a_delete_with_attributes_is_refused() {
-    let row = with(delete("Bygning", "k0"), &["attributes"], json!({"kommunekode": "0101"}));
-    assert_refused(row, "field \"attributes\": a delete carries only entity, op and key").await;
+    let row = with(
+        delete("Bygning", "k0"),
+        &["attributes"],
+        json!({"kommunekode": "0101"}),
+    );
+    assert_refused(
+        row,
+        "field \"attributes\": a delete carries only entity, op and key",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn an_empty_key_is_refused() {
-    assert_refused(with(bygning("k9", &uuid(9), "0101"), &["key"], json!("")), "field \"key\": must not be empty").await;
+    assert_refused(
+        with(bygning("k9", &uuid(9), "0101"), &["key"], json!("")),
+        "field \"key\": must not be empty",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -260,9 +473,19 @@ async fn a_line_that_is_not_json_is_refused() {
     let db = TestDb::new().await;
     let path = db.dir.path().join("broken.ndjson");
     let header = r#"{"format":"fordeler-package/1","register":"BBR","sequence":1,"created":"2026-01-01T00:00:00Z"}"#;
-    std::fs::write(&path, format!("{header}\n{}\n{{\"entity\": \"Bygning\",\n", bygning("k1", &uuid(1), "0101"))).unwrap();
+    std::fs::write(
+        &path,
+        format!(
+            "{header}\n{}\n{{\"entity\": \"Bygning\",\n",
+            bygning("k1", &uuid(1), "0101")
+        ),
+    )
+    .unwrap();
     let message = db.import(&path).await.unwrap_err().to_string();
-    assert!(message.contains("broken.ndjson:3: invalid row: EOF while parsing"), "{message}");
+    assert!(
+        message.contains("broken.ndjson:3: invalid row: EOF while parsing"),
+        "{message}"
+    );
     assert_eq!(db.register_state("BBR").await, (0, 0, 0));
 }
 
@@ -271,16 +494,29 @@ async fn a_truncated_package_is_refused_by_its_row_count() {
     let db = TestDb::new().await;
     let path = db.dir.path().join("short.ndjson");
     let header = r#"{"format":"fordeler-package/1","register":"BBR","sequence":1,"created":"2026-01-01T00:00:00Z","rows":3}"#;
-    std::fs::write(&path, format!("{header}\n{}\n", bygning("k1", &uuid(1), "0101"))).unwrap();
+    std::fs::write(
+        &path,
+        format!("{header}\n{}\n", bygning("k1", &uuid(1), "0101")),
+    )
+    .unwrap();
     let message = db.import(&path).await.unwrap_err().to_string();
-    assert!(message.contains("field \"rows\": the header announces 3 rows but the file has 1"), "{message}");
+    assert!(
+        message.contains("field \"rows\": the header announces 3 rows but the file has 1"),
+        "{message}"
+    );
     assert_eq!(db.register_state("BBR").await, (0, 0, 0));
 }
 
 #[tokio::test]
 async fn a_truncated_gzip_file_is_refused() {
     let db = TestDb::new().await;
-    let plain = db.package("BBR", 1, &(0..200).map(|n| bygning(&format!("k{n}"), &uuid(n), "0101")).collect::<Vec<_>>());
+    let plain = db.package(
+        "BBR",
+        1,
+        &(0..200)
+            .map(|n| bygning(&format!("k{n}"), &uuid(n), "0101"))
+            .collect::<Vec<_>>(),
+    );
     let mut bytes = Vec::new();
     let mut encoder = flate2::write::GzEncoder::new(&mut bytes, flate2::Compression::default());
     std::io::copy(&mut std::fs::File::open(&plain).unwrap(), &mut encoder).unwrap();
@@ -288,7 +524,10 @@ async fn a_truncated_gzip_file_is_refused() {
     let cut = db.dir.path().join("cut.ndjson.gz");
     std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
     let message = db.import(&cut).await.unwrap_err().to_string();
-    assert!(message.contains("cut.ndjson.gz:") && message.contains("truncated or corrupt"), "{message}");
+    assert!(
+        message.contains("cut.ndjson.gz:") && message.contains("truncated or corrupt"),
+        "{message}"
+    );
     assert_eq!(db.register_state("BBR").await, (0, 0, 0));
 }
 
@@ -297,29 +536,50 @@ async fn a_header_naming_an_unknown_register_is_refused() {
     let db = TestDb::new().await;
     let path = db.package("DAR", 1, &[bygning("k1", &uuid(1), "0101")]);
     let message = db.import(&path).await.unwrap_err().to_string();
-    assert!(message.contains(":1: field \"register\": unknown register \"DAR\" (known: BBR, CPR, CVR)"), "{message}");
+    assert!(
+        message.contains(":1: field \"register\": unknown register \"DAR\" (known: BBR, CPR, CVR)"),
+        "{message}"
+    );
 }
 
 #[tokio::test]
 async fn text_with_tabs_newlines_and_backslashes_round_trips() {
     let db = TestDb::new().await;
     let tricky = "a\tb\nc\\d \"e\" æøå \\N";
-    let row = with(bygning("k1", &uuid(1), "0101"), &["attributes", "virkningsaktoer"], json!(tricky));
+    let row = with(
+        bygning("k1", &uuid(1), "0101"),
+        &["attributes", "virkningsaktoer"],
+        json!(tricky),
+    );
     db.import(&db.package("BBR", 1, &[row])).await.unwrap();
-    let stored: String = sqlx::query_scalar("SELECT \"virkningsaktoer\" FROM reg_bbr.bygning").fetch_one(&db.pool).await.unwrap();
+    let stored: String = sqlx::query_scalar("SELECT \"virkningsaktoer\" FROM reg_bbr.bygning")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
     assert_eq!(stored, tricky);
 }
 
 #[tokio::test]
 async fn a_nul_character_in_text_is_refused() {
-    let row = with(bygning("k9", &uuid(9), "0101"), &["attributes", "virkningsaktoer"], json!("a\u{0}b"));
-    assert_refused(row, "field \"attributes.virkningsaktoer\": contains a NUL character").await;
+    let row = with(
+        bygning("k9", &uuid(9), "0101"),
+        &["attributes", "virkningsaktoer"],
+        json!("a\u{0}b"),
+    );
+    assert_refused(
+        row,
+        "field \"attributes.virkningsaktoer\": contains a NUL character",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn a_bitemporal_correction_tells_a_cpr_move_on_its_replacement_registration() {
     let db = TestDb::new().await;
-    let registration = |key: &str, reg: (&str, Option<&str>), virk: (&str, Option<&str>), kommune: &str| {
+    let registration = |key: &str,
+                        reg: (&str, Option<&str>),
+                        virk: (&str, Option<&str>),
+                        kommune: &str| {
         json!({"entity": "Person", "op": "upsert", "key": key,
             "registreringFra": reg.0, "registreringTil": reg.1, "virkningFra": virk.0, "virkningTil": virk.1,
             "attributes": {"personnummer": "0101901234", "kommunekode": kommune}})
@@ -327,17 +587,39 @@ async fn a_bitemporal_correction_tells_a_cpr_move_on_its_replacement_registratio
     let t0 = "2026-01-01T00:00:00Z";
     let t1 = "2026-03-01T00:00:00Z";
     let moved = "2026-02-15T00:00:00Z";
-    db.import(&db.package("CPR", 1, &[registration("r0", (t0, None), ("1990-01-01T00:00:00Z", None), "0101")])).await.unwrap();
+    db.import(&db.package(
+        "CPR",
+        1,
+        &[registration(
+            "r0",
+            (t0, None),
+            ("1990-01-01T00:00:00Z", None),
+            "0101",
+        )],
+    ))
+    .await
+    .unwrap();
     let correction = [
         registration("r0", (t0, Some(t1)), ("1990-01-01T00:00:00Z", None), "0101"),
-        registration("r1", (t1, None), ("1990-01-01T00:00:00Z", Some(moved)), "0101"),
+        registration(
+            "r1",
+            (t1, None),
+            ("1990-01-01T00:00:00Z", Some(moved)),
+            "0101",
+        ),
         registration("r2", (t1, None), (moved, None), "0751"),
     ];
     db.import(&db.package("CPR", 2, &correction)).await.unwrap();
     let events = db.events("CPR").await;
     let seen: Vec<(String, Value, Value)> = events[1..]
         .iter()
-        .map(|e| (e["eventaction"].as_str().unwrap().to_owned(), e["object_kommunekodenuvaerende"].clone(), e["object_kommunekodetidligere"].clone()))
+        .map(|e| {
+            (
+                e["eventaction"].as_str().unwrap().to_owned(),
+                e["object_kommunekodenuvaerende"].clone(),
+                e["object_kommunekodetidligere"].clone(),
+            )
+        })
         .collect();
     assert_eq!(
         seen,

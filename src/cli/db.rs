@@ -10,7 +10,12 @@ pub struct Opts {
     #[command(subcommand)]
     action: Action,
     /// Directory of fordeler's local state (the cluster lives in <DIR>/pg).
-    #[arg(long, env = "FORDELER_DATA_DIR", default_value = ".fordeler", global = true)]
+    #[arg(
+        long,
+        env = "FORDELER_DATA_DIR",
+        default_value = ".fordeler",
+        global = true
+    )]
     data_dir: PathBuf,
 }
 

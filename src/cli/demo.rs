@@ -28,7 +28,10 @@ pub async fn run(opts: Opts) -> anyhow::Result<()> {
     let out: PathBuf = opts.db.data_dir.join("demo-packages");
     let before = register_status(&pool).await?;
     for register in registry.registers() {
-        let last = before.iter().find(|s| s.register == register.name).map_or(0, |s| s.last_sequence);
+        let last = before
+            .iter()
+            .find(|s| s.register == register.name)
+            .map_or(0, |s| s.last_sequence);
         let options = GenerateOptions {
             packages: opts.packages,
             rows: opts.rows,
@@ -42,12 +45,23 @@ pub async fn run(opts: Opts) -> anyhow::Result<()> {
             let s = import::import_package(&mut conn, &registry, &file, &Quiet).await?;
             println!(
                 "imported {} package {}: {} rows, {} events ({} i, {} u, {} d, {} unchanged) in {} ms",
-                s.register, s.sequence, s.rows_read, s.events, s.inserted, s.updated, s.deleted, s.unchanged, s.duration_ms
+                s.register,
+                s.sequence,
+                s.rows_read,
+                s.events,
+                s.inserted,
+                s.updated,
+                s.deleted,
+                s.unchanged,
+                s.duration_ms
             );
         }
     }
     println!();
     super::status::print_table(&register_status(&pool).await?);
-    println!("\npackages are in {}; run the demo again to import the next ones.", out.display());
+    println!(
+        "\npackages are in {}; run the demo again to import the next ones.",
+        out.display()
+    );
     Ok(())
 }

@@ -39,9 +39,13 @@ pub struct Opts {
 /// Writes the packages and prints their paths.
 pub fn run(opts: Opts) -> anyhow::Result<()> {
     let registry = registry::load_dir(&opts.registers)?;
-    let register = registry
-        .get(&opts.register)
-        .with_context(|| format!("unknown register \"{}\" (known: {})", opts.register, registry.names()))?;
+    let register = registry.get(&opts.register).with_context(|| {
+        format!(
+            "unknown register \"{}\" (known: {})",
+            opts.register,
+            registry.names()
+        )
+    })?;
     let options = GenerateOptions {
         packages: opts.packages,
         rows: opts.rows,

@@ -13,8 +13,10 @@ use crate::package::Header;
 
 /// Options of `fordeler import`.
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Exit codes: 0 all packages imported (or already imported), 1 database or I/O \
-error, 2 usage error, 3 invalid package, 4 sequence gap, 5 re-delivered package with other content.")]
+#[command(
+    after_help = "Exit codes: 0 all packages imported (or already imported), 1 database or I/O \
+error, 2 usage error, 3 invalid package, 4 sequence gap, 5 re-delivered package with other content."
+)]
 pub struct Opts {
     #[command(flatten)]
     db: DatabaseOpts,
@@ -61,7 +63,13 @@ fn report(json: bool, done: &[PackageSummary], error: Option<&ImportError>) -> i
             let t = Totals::of(done);
             println!(
                 "total: {} packages, {} rows read, {} inserted, {} updated, {} deleted, {} unchanged, {} events",
-                done.len(), t.rows_read, t.inserted, t.updated, t.deleted, t.unchanged, t.events
+                done.len(),
+                t.rows_read,
+                t.inserted,
+                t.updated,
+                t.deleted,
+                t.unchanged,
+                t.events
             );
         }
     }
@@ -104,7 +112,10 @@ impl Totals {
 fn print_summary(s: &PackageSummary) {
     match s.outcome {
         Outcome::AlreadyImported => {
-            println!("{} package {}: already imported ({})", s.register, s.sequence, s.file);
+            println!(
+                "{} package {}: already imported ({})",
+                s.register, s.sequence, s.file
+            );
         }
         Outcome::Imported => {
             let ids = match (s.first_eventid, s.last_eventid) {
@@ -113,8 +124,16 @@ fn print_summary(s: &PackageSummary) {
             };
             println!(
                 "{} package {}: {} rows read, {} inserted, {} updated, {} deleted, {} unchanged, {} events{ids} in {:.1}s ({} rows/s)",
-                s.register, s.sequence, s.rows_read, s.inserted, s.updated, s.deleted, s.unchanged,
-                s.events, s.duration_ms as f64 / 1000.0, s.rows_per_second
+                s.register,
+                s.sequence,
+                s.rows_read,
+                s.inserted,
+                s.updated,
+                s.deleted,
+                s.unchanged,
+                s.events,
+                s.duration_ms as f64 / 1000.0,
+                s.rows_per_second
             );
         }
     }
@@ -136,12 +155,21 @@ impl Bar {
 }
 
 impl Observer for Bar {
-    fn started(&self, _file: &str, header: &Header, size: u64, bytes: Arc<AtomicU64>, rows: Arc<AtomicU64>) {
+    fn started(
+        &self,
+        _file: &str,
+        header: &Header,
+        size: u64,
+        bytes: Arc<AtomicU64>,
+        rows: Arc<AtomicU64>,
+    ) {
         self.clear();
         let bar = ProgressBar::new(size);
-        let style = ProgressStyle::with_template("{prefix} [{bar:30}] {bytes}/{total_bytes} {msg} ETA {eta}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> ");
+        let style = ProgressStyle::with_template(
+            "{prefix} [{bar:30}] {bytes}/{total_bytes} {msg} ETA {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ");
         bar.set_style(style);
         bar.set_prefix(format!("{} {}", header.register, header.sequence));
         let ticking = bar.clone();

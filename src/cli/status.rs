@@ -27,9 +27,18 @@ pub async fn run(opts: Opts) -> anyhow::Result<()> {
 
 /// Prints the status as an aligned table.
 pub fn print_table(status: &[RegisterStatus]) {
-    println!("{:<10} {:>13} {:>13} {:>12} {:>12}  last import", "register", "last package", "last eventid", "rows", "events");
+    println!(
+        "{:<10} {:>13} {:>13} {:>12} {:>12}  last import",
+        "register", "last package", "last eventid", "rows", "events"
+    );
     for s in status {
-        let last = s.last_import_at.map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string()).unwrap_or_else(|| "never".into());
-        println!("{:<10} {:>13} {:>13} {:>12} {:>12}  {last}", s.register, s.last_sequence, s.last_eventid, s.rows, s.events);
+        let last = s
+            .last_import_at
+            .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+            .unwrap_or_else(|| "never".into());
+        println!(
+            "{:<10} {:>13} {:>13} {:>12} {:>12}  {last}",
+            s.register, s.last_sequence, s.last_eventid, s.rows, s.events
+        );
     }
 }

@@ -69,7 +69,11 @@ impl Plan {
             first_object.push(first_object[p - 1] + new_objects[p - 1]);
             new_objects.push(rows - fixed);
         }
-        Self { rows, new_objects, first_object }
+        Self {
+            rows,
+            new_objects,
+            first_object,
+        }
     }
 }
 
@@ -89,11 +93,17 @@ pub fn generate(register: &Register, options: &GenerateOptions) -> anyhow::Resul
         .with_context(|| format!("cannot create {}", options.out.display()))?;
     let last = options.start_seq + options.packages.saturating_sub(1);
     let plan = Plan::new(options.rows, last);
-    let generator = Generator { register, seed: options.seed, plan: &plan };
+    let generator = Generator {
+        register,
+        seed: options.seed,
+        plan: &plan,
+    };
     let mut written = Vec::new();
     for seq in options.start_seq..=last {
         let extension = if options.gzip { "ndjson.gz" } else { "ndjson" };
-        let path = options.out.join(format!("{}-{seq:08}.{extension}", register.name));
+        let path = options
+            .out
+            .join(format!("{}-{seq:08}.{extension}", register.name));
         generator.write_package(seq, &path, options.gzip)?;
         written.push(path);
     }
@@ -108,7 +118,10 @@ struct Generator<'a> {
 
 /// When package `p` was created: one hour apart from 2026-01-01.
 fn package_time(p: u64) -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).single().unwrap_or_default() + Duration::hours(p as i64 - 1)
+    Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
+        .single()
+        .unwrap_or_default()
+        + Duration::hours(p as i64 - 1)
 }
 
 fn ts(t: DateTime<Utc>) -> Value {
@@ -118,9 +131,13 @@ fn ts(t: DateTime<Utc>) -> Value {
 impl Generator<'_> {
     fn write_package(&self, seq: u64, path: &Path, gzip: bool) -> anyhow::Result<()> {
         let tmp = path.with_extension("partial");
-        let file = File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+        let file =
+            File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
         let mut out: Box<dyn Write> = if gzip {
-            Box::new(BufWriter::new(flate2::write::GzEncoder::new(file, flate2::Compression::fast())))
+            Box::new(BufWriter::new(flate2::write::GzEncoder::new(
+                file,
+                flate2::Compression::fast(),
+            )))
         } else {
             Box::new(BufWriter::new(file))
         };
@@ -143,7 +160,10 @@ impl Generator<'_> {
     fn write_rows(&self, p: u64, out: &mut dyn Write) -> anyhow::Result<()> {
         let p_us = p as usize;
         if p >= 2 {
-            let (first, count) = (self.plan.first_object[p_us - 1], self.plan.new_objects[p_us - 1]);
+            let (first, count) = (
+                self.plan.first_object[p_us - 1],
+                self.plan.new_objects[p_us - 1],
+            );
             for i in (0..count).filter(|i| i % 10 == 0) {
                 self.write_correction(first + i, p - 1, p, out)?;
             }
@@ -152,7 +172,10 @@ impl Generator<'_> {
             }
         }
         if p >= 3 {
-            let (first, count) = (self.plan.first_object[p_us - 2], self.plan.new_objects[p_us - 2]);
+            let (first, count) = (
+                self.plan.first_object[p_us - 2],
+                self.plan.new_objects[p_us - 2],
+            );
             for i in (0..count).filter(|i| i % 20 == 7) {
                 let o = first + i;
                 let entity = self.entity_of(o);
@@ -174,7 +197,12 @@ impl Generator<'_> {
     }
 
     fn entity_of(&self, object: u64) -> &Entity {
-        let total: u64 = self.register.entities.iter().map(|e| u64::from(e.weight)).sum();
+        let total: u64 = self
+            .register
+            .entities
+            .iter()
+            .map(|e| u64::from(e.weight))
+            .sum();
         let mut pick = Hasher::new(self.seed).add(object).add(0xE).finish() % total;
         for entity in &self.register.entities {
             if pick < u64::from(entity.weight) {
@@ -228,8 +256,16 @@ impl Generator<'_> {
         let h = Hasher::new(self.seed).add(object).add(0xC4);
         // One attribute other than the object id always changes.
         let others = entity.attributes.len() - 1;
-        let pick = if others == 0 { 0 } else { h.clone().finish() as usize % others };
-        let always = if pick >= entity.object_id { pick + 1 } else { pick };
+        let pick = if others == 0 {
+            0
+        } else {
+            h.clone().finish() as usize % others
+        };
+        let always = if pick >= entity.object_id {
+            pick + 1
+        } else {
+            pick
+        };
         k == always || h.add(k as u64).finish().is_multiple_of(3)
     }
 
@@ -247,7 +283,13 @@ impl Generator<'_> {
     }
 
     /// Closes the object's registration and inserts the two registrations that replace it.
-    fn write_correction(&self, object: u64, created_in: u64, p: u64, out: &mut dyn Write) -> anyhow::Result<()> {
+    fn write_correction(
+        &self,
+        object: u64,
+        created_in: u64,
+        p: u64,
+        out: &mut dyn Write,
+    ) -> anyhow::Result<()> {
         let entity = self.entity_of(object);
         let now = package_time(p);
         let change = now - Duration::minutes(30);
@@ -289,8 +331,16 @@ mod tests {
             for p in 2..=30usize {
                 let fixed = 3 * count_mod(plan.new_objects[p - 1], 10, 0)
                     + count_mod(plan.new_objects[p - 1], 20, 3)
-                    + if p >= 3 { count_mod(plan.new_objects[p - 2], 20, 7) } else { 0 };
-                assert_eq!(plan.new_objects[p] + fixed, rows, "rows {rows}, package {p}");
+                    + if p >= 3 {
+                        count_mod(plan.new_objects[p - 2], 20, 7)
+                    } else {
+                        0
+                    };
+                assert_eq!(
+                    plan.new_objects[p] + fixed,
+                    rows,
+                    "rows {rows}, package {p}"
+                );
             }
         }
     }

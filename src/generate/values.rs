@@ -35,7 +35,14 @@ fn splitmix(mut z: u64) -> u64 {
 }
 
 /// The value of attribute `k` of `object` at `version`; `null` for an absent optional value.
-pub fn attribute_value(seed: u64, attribute: &Attribute, is_object_id: bool, object: u64, k: u64, version: u64) -> Value {
+pub fn attribute_value(
+    seed: u64,
+    attribute: &Attribute,
+    is_object_id: bool,
+    object: u64,
+    k: u64,
+    version: u64,
+) -> Value {
     if is_object_id {
         return object_id(seed, attribute, object);
     }
@@ -68,8 +75,14 @@ pub fn attribute_value(seed: u64, attribute: &Attribute, is_object_id: bool, obj
         }
         AttrType::Timestamp => {
             let seconds = (h % (26 * 365 * 86_400)) as i64;
-            let base = NaiveDate::from_ymd_opt(2000, 1, 1).unwrap_or_default().and_hms_opt(0, 0, 0).unwrap_or_default();
-            Value::String(format!("{}Z", (base + Duration::seconds(seconds)).format("%Y-%m-%dT%H:%M:%S")))
+            let base = NaiveDate::from_ymd_opt(2000, 1, 1)
+                .unwrap_or_default()
+                .and_hms_opt(0, 0, 0)
+                .unwrap_or_default();
+            Value::String(format!(
+                "{}Z",
+                (base + Duration::seconds(seconds)).format("%Y-%m-%dT%H:%M:%S")
+            ))
         }
         AttrType::Uuid => Value::String(uuid::Uuid::from_u64_pair(h, splitmix(h)).to_string()),
     }
@@ -84,21 +97,37 @@ fn object_id(seed: u64, attribute: &Attribute, object: u64) -> Value {
         }
         AttrType::Uuid => {
             let h = Hasher::new(seed).add(object).add(0x1D);
-            Value::String(uuid::Uuid::from_u64_pair(h.clone().add(1).finish(), h.add(2).finish()).to_string())
+            Value::String(
+                uuid::Uuid::from_u64_pair(h.clone().add(1).finish(), h.add(2).finish()).to_string(),
+            )
         }
         // A CPR-shaped ten-digit number (DDMMYY + four digits), unique for 336 million objects.
         // (Definitions allow only text, integer and uuid object ids.)
         _ => {
             let date = object % 33_600;
             let (day, month, year) = (date % 28 + 1, date / 28 % 12 + 1, date / 336);
-            Value::String(format!("{day:02}{month:02}{year:02}{:04}", object / 33_600 % 10_000))
+            Value::String(format!(
+                "{day:02}{month:02}{year:02}{:04}",
+                object / 33_600 % 10_000
+            ))
         }
     }
 }
 
 fn int_range(attribute: &Attribute, min: i64, max: i64) -> (i64, i64) {
-    let min = attribute.hint.min.as_ref().and_then(Value::as_i64).unwrap_or(min);
-    let max = attribute.hint.max.as_ref().and_then(Value::as_i64).unwrap_or(max).max(min);
+    let min = attribute
+        .hint
+        .min
+        .as_ref()
+        .and_then(Value::as_i64)
+        .unwrap_or(min);
+    let max = attribute
+        .hint
+        .max
+        .as_ref()
+        .and_then(Value::as_i64)
+        .unwrap_or(max)
+        .max(min);
     (min, max)
 }
 
@@ -110,5 +139,8 @@ fn date_range(attribute: &Attribute) -> (NaiveDate, NaiveDate) {
             .or_else(|| NaiveDate::from_ymd_opt(default.0, default.1, default.2))
             .unwrap_or_default()
     };
-    (parse(&attribute.hint.min, (1950, 1, 1)), parse(&attribute.hint.max, (2025, 12, 31)))
+    (
+        parse(&attribute.hint.min, (1950, 1, 1)),
+        parse(&attribute.hint.max, (2025, 12, 31)),
+    )
 }

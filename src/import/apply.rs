@@ -45,16 +45,26 @@ pub async fn lock_register(conn: &mut PgConnection, name: &str) -> sqlx::Result<
     .bind(name)
     .fetch_one(&mut *conn)
     .await?;
-    Ok(RegisterState { register_id, last_sequence, last_eventid })
+    Ok(RegisterState {
+        register_id,
+        last_sequence,
+        last_eventid,
+    })
 }
 
 /// Checksum of an imported package, if that sequence number was imported.
-pub async fn imported_sha256(conn: &mut PgConnection, register_id: i16, sequence: i64) -> sqlx::Result<Option<String>> {
-    sqlx::query_scalar("SELECT sha256 FROM import_packages WHERE register_id = $1 AND sequence = $2")
-        .bind(register_id)
-        .bind(sequence)
-        .fetch_optional(&mut *conn)
-        .await
+pub async fn imported_sha256(
+    conn: &mut PgConnection,
+    register_id: i16,
+    sequence: i64,
+) -> sqlx::Result<Option<String>> {
+    sqlx::query_scalar(
+        "SELECT sha256 FROM import_packages WHERE register_id = $1 AND sequence = $2",
+    )
+    .bind(register_id)
+    .bind(sequence)
+    .fetch_optional(&mut *conn)
+    .await
 }
 
 /// Creates the staging table (dropped at commit) for `register`'s packages.
@@ -75,10 +85,17 @@ pub async fn create_staging(conn: &mut PgConnection, register: &Register) -> sql
     let encoder = RowEncoder::new(register);
     for (index, entity) in register.entities.iter().enumerate() {
         for (k, attribute) in entity.attributes.iter().enumerate() {
-            columns.push(format!("c{} {}", encoder.offset(index) + k, attribute.ty.sql_type()));
+            columns.push(format!(
+                "c{} {}",
+                encoder.offset(index) + k,
+                attribute.ty.sql_type()
+            ));
         }
     }
-    let sql = format!("CREATE TEMP TABLE staging ({}) ON COMMIT DROP", columns.join(", "));
+    let sql = format!(
+        "CREATE TEMP TABLE staging ({}) ON COMMIT DROP",
+        columns.join(", ")
+    );
     sqlx::query(AssertSqlSafe(sql)).execute(&mut *conn).await?;
     Ok(())
 }
@@ -93,7 +110,9 @@ pub async fn analyze_staging(conn: &mut PgConnection) -> sqlx::Result<()> {
 }
 
 /// A key that appears twice in the package: (entity index, key, first line, second line).
-pub async fn find_duplicate_key(conn: &mut PgConnection) -> sqlx::Result<Option<(i16, String, i64, i64)>> {
+pub async fn find_duplicate_key(
+    conn: &mut PgConnection,
+) -> sqlx::Result<Option<(i16, String, i64, i64)>> {
     sqlx::query_as(
         "SELECT ent, key, min(line), max(line) FROM staging
          GROUP BY ent, key HAVING count(*) > 1 ORDER BY min(line) LIMIT 1",
@@ -118,7 +137,10 @@ pub struct EntityApply<'a> {
 
 /// Applies the staged rows of one entity and writes their events, numbered after `base_eventid`
 /// in package line order.
-pub async fn apply_entity(conn: &mut PgConnection, apply: &EntityApply<'_>) -> sqlx::Result<Applied> {
+pub async fn apply_entity(
+    conn: &mut PgConnection,
+    apply: &EntityApply<'_>,
+) -> sqlx::Result<Applied> {
     let entity = &apply.register.entities[apply.index];
     let sql = entity_statement(apply.register, apply.index);
     let (inserted, updated, deleted, unknown_delete_line) = sqlx::query_as(AssertSqlSafe(sql))
@@ -129,7 +151,12 @@ pub async fn apply_entity(conn: &mut PgConnection, apply: &EntityApply<'_>) -> s
         .bind(&entity.name)
         .fetch_one(&mut *conn)
         .await?;
-    Ok(Applied { inserted, updated, deleted, unknown_delete_line })
+    Ok(Applied {
+        inserted,
+        updated,
+        deleted,
+        unknown_delete_line,
+    })
 }
 
 /// Records the package and moves the register's counters, in the import's transaction.
@@ -231,17 +258,44 @@ fn entity_statement(register: &Register, index: usize) -> String {
     let entity = &register.entities[index];
     let table = entity.table_name(register);
     let offset = RowEncoder::new(register).offset(index);
-    let attrs: Vec<String> = entity.attributes.iter().map(|a| quote_ident(&a.name)).collect();
-    let staged: Vec<String> = (0..attrs.len()).map(|k| format!("s.c{}", offset + k)).collect();
-    let src_attrs: Vec<String> = staged.iter().enumerate().map(|(k, s)| format!("{s} AS a{k}")).collect();
-    let target_cols: Vec<String> = SYSTEM.iter().map(|(_, t)| format!("t.{t}")).chain(attrs.iter().map(|a| format!("t.{a}"))).collect();
-    let staged_cols: Vec<String> = SYSTEM.iter().map(|(s, _)| format!("s.{s}")).chain(staged.iter().cloned()).collect();
+    let attrs: Vec<String> = entity
+        .attributes
+        .iter()
+        .map(|a| quote_ident(&a.name))
+        .collect();
+    let staged: Vec<String> = (0..attrs.len())
+        .map(|k| format!("s.c{}", offset + k))
+        .collect();
+    let src_attrs: Vec<String> = staged
+        .iter()
+        .enumerate()
+        .map(|(k, s)| format!("{s} AS a{k}"))
+        .collect();
+    let target_cols: Vec<String> = SYSTEM
+        .iter()
+        .map(|(_, t)| format!("t.{t}"))
+        .chain(attrs.iter().map(|a| format!("t.{a}")))
+        .collect();
+    let staged_cols: Vec<String> = SYSTEM
+        .iter()
+        .map(|(s, _)| format!("s.{s}"))
+        .chain(staged.iter().cloned())
+        .collect();
     let set: Vec<String> = SYSTEM
         .iter()
         .map(|(s, t)| format!("{t} = c.{s}"))
-        .chain(attrs.iter().enumerate().map(|(k, a)| format!("{a} = c.a{k}")))
+        .chain(
+            attrs
+                .iter()
+                .enumerate()
+                .map(|(k, a)| format!("{a} = c.a{k}")),
+        )
         .collect();
-    let insert_values: Vec<String> = SYSTEM.iter().map(|(s, _)| format!("c.{s}")).chain((0..attrs.len()).map(|k| format!("c.a{k}"))).collect();
+    let insert_values: Vec<String> = SYSTEM
+        .iter()
+        .map(|(s, _)| format!("c.{s}"))
+        .chain((0..attrs.len()).map(|k| format!("c.a{k}")))
+        .collect();
     let (extra_src, extra_event) = extra_fields(register, entity, &table, offset);
     let object = entity.object_id;
     format!(
@@ -314,7 +368,12 @@ FROM chg",
 /// An `old` value is the row's value before the change; for a new row (`i`) it is the value in
 /// the object's latest registration before this package, so the replacement registrations of a
 /// bitemporal correction tell the change (a CPR move: nuvaerende 0751, tidligere 0101).
-fn extra_fields(register: &Register, entity: &Entity, table: &str, offset: usize) -> (String, String) {
+fn extra_fields(
+    register: &Register,
+    entity: &Entity,
+    table: &str,
+    offset: usize,
+) -> (String, String) {
     if register.event_fields.is_empty() {
         return (String::new(), "NULL::jsonb".to_owned());
     }
@@ -327,7 +386,9 @@ fn extra_fields(register: &Register, entity: &Entity, table: &str, offset: usize
                 let column = quote_ident(&attribute.name);
                 src.push_str(&format!(", t.{column} AS t_x{n}"));
                 match field.value {
-                    EventValue::New => format!("CASE WHEN c.action = 'd' THEN c.t_x{n} ELSE c.a{k} END"),
+                    EventValue::New => {
+                        format!("CASE WHEN c.action = 'd' THEN c.t_x{n} ELSE c.a{k} END")
+                    }
                     EventValue::Old => {
                         let object = quote_ident(&entity.object_id_attribute().name);
                         src.push_str(&format!(

@@ -78,7 +78,15 @@ pub async fn import_package(
     if let Err(error) = &result {
         let (register, sequence) = header.map(|h: Header| (h.register, h.sequence)).unzip();
         let file = path.display().to_string();
-        let recorded = apply::record_failure(conn, register.as_deref(), sequence, &file, error.kind(), &error.to_string()).await;
+        let recorded = apply::record_failure(
+            conn,
+            register.as_deref(),
+            sequence,
+            &file,
+            error.kind(),
+            &error.to_string(),
+        )
+        .await;
         if let Err(e) = recorded {
             tracing::warn!(error = %e, "could not record the failed import");
         }
@@ -101,18 +109,30 @@ async fn import_inner(
     let register = registry.get(&header.register).ok_or_else(|| {
         reader.error(
             Some("register"),
-            format!("unknown register \"{}\" (known: {})", header.register, registry.names()),
+            format!(
+                "unknown register \"{}\" (known: {})",
+                header.register,
+                registry.names()
+            ),
         )
     })?;
     let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
     let rows_counter = Arc::new(AtomicU64::new(0));
-    observer.started(reader.file(), &header, size, reader.consumed(), rows_counter.clone());
+    observer.started(
+        reader.file(),
+        &header,
+        size,
+        reader.consumed(),
+        rows_counter.clone(),
+    );
 
     let mut tx = conn.begin().await?;
     let state = apply::lock_register(&mut tx, &register.name).await?;
     if header.sequence <= state.last_sequence {
         let file = reader.file().to_owned();
-        let found = tokio::task::spawn_blocking(move || reader.finish()).await.map_err(anyhow::Error::from)??;
+        let found = tokio::task::spawn_blocking(move || reader.finish())
+            .await
+            .map_err(anyhow::Error::from)??;
         let stored = apply::imported_sha256(&mut tx, state.register_id, header.sequence).await?;
         tx.rollback().await?;
         return match stored {
@@ -151,7 +171,9 @@ async fn import_inner(
             file,
             line: second as u64,
             field: Some("key".into()),
-            message: format!("{entity} row \"{key}\" appears twice in the package (lines {first} and {second})"),
+            message: format!(
+                "{entity} row \"{key}\" appears twice in the package (lines {first} and {second})"
+            ),
         }
         .into());
     }
@@ -205,7 +227,13 @@ async fn import_inner(
         file: &file,
         created: header.created,
         started_at,
-        counts: [parsed.rows as i64, totals.inserted, totals.updated, totals.deleted, unchanged],
+        counts: [
+            parsed.rows as i64,
+            totals.inserted,
+            totals.updated,
+            totals.deleted,
+            unchanged,
+        ],
         first_eventid,
         events_last: last_eventid,
     };
@@ -240,7 +268,12 @@ fn log_phase(header: &Header, phase: &'static str) {
     tracing::debug!(register = %header.register, package.seq = header.sequence, phase, "import phase");
 }
 
-fn already_imported(file: String, header: &Header, sha256: String, timer: Instant) -> PackageSummary {
+fn already_imported(
+    file: String,
+    header: &Header,
+    sha256: String,
+    timer: Instant,
+) -> PackageSummary {
     PackageSummary {
         file,
         register: header.register.clone(),
@@ -281,7 +314,13 @@ async fn stage_rows(
     let register_owned = register.clone();
     let expected_rows = header.rows;
     let parser = tokio::task::spawn_blocking(move || {
-        parse_rows(&register_owned, reader, expected_rows, &sender, &rows_counter)
+        parse_rows(
+            &register_owned,
+            reader,
+            expected_rows,
+            &sender,
+            &rows_counter,
+        )
     });
     let mut copy = conn.copy_in_raw(apply::COPY_STAGING).await?;
     let mut send_error = None;
@@ -341,7 +380,9 @@ fn parse_rows(
             file,
             line: 0,
             field: Some("rows".into()),
-            message: format!("the header announces {expected} rows but the file has {rows} (truncated?)"),
+            message: format!(
+                "the header announces {expected} rows but the file has {rows} (truncated?)"
+            ),
         });
     }
     if !buf.is_empty() && sender.blocking_send(buf).is_err() {
@@ -349,5 +390,10 @@ fn parse_rows(
     }
     rows_counter.store(rows, Ordering::Relaxed);
     let sha256 = reader.finish()?;
-    Ok(Parsed { rows, upserts, per_entity, sha256 })
+    Ok(Parsed {
+        rows,
+        upserts,
+        per_entity,
+        sha256,
+    })
 }

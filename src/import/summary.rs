@@ -53,7 +53,15 @@ pub struct PackageSummary {
 /// Receives progress of an import, for a progress bar. Every method has a no-op default.
 pub trait Observer: Send + Sync {
     /// A package starts: `bytes` counts bytes of the file read so far (of `size`), `rows` rows.
-    fn started(&self, _file: &str, _header: &Header, _size: u64, _bytes: Arc<AtomicU64>, _rows: Arc<AtomicU64>) {}
+    fn started(
+        &self,
+        _file: &str,
+        _header: &Header,
+        _size: u64,
+        _bytes: Arc<AtomicU64>,
+        _rows: Arc<AtomicU64>,
+    ) {
+    }
     /// The package moved to another phase (`applying`, `committing`).
     fn phase(&self, _phase: &str) {}
     /// The package is done (imported or already imported).

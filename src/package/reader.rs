@@ -42,17 +42,40 @@ impl PackageReader {
     /// Opens `path`; gzip is recognised by its magic bytes, whatever the file name.
     pub fn open(path: &Path) -> Result<Self, PackageError> {
         let name = path.display().to_string();
-        let whole = |message: String| PackageError { file: name.clone(), line: 0, field: None, message };
+        let whole = |message: String| PackageError {
+            file: name.clone(),
+            line: 0,
+            field: None,
+            message,
+        };
         let file = File::open(path).map_err(|e| whole(format!("cannot open: {e}")))?;
         let consumed = Arc::new(AtomicU64::new(0));
-        let mut raw = BufReader::with_capacity(256 * 1024, Counting { inner: file, consumed: consumed.clone() });
-        let magic = raw.fill_buf().map_err(|e| whole(format!("cannot read: {e}")))?;
+        let mut raw = BufReader::with_capacity(
+            256 * 1024,
+            Counting {
+                inner: file,
+                consumed: consumed.clone(),
+            },
+        );
+        let magic = raw
+            .fill_buf()
+            .map_err(|e| whole(format!("cannot read: {e}")))?;
         let reader: Box<dyn BufRead + Send> = if magic.starts_with(&[0x1f, 0x8b]) {
-            Box::new(BufReader::with_capacity(256 * 1024, MultiGzDecoder::new(raw)))
+            Box::new(BufReader::with_capacity(
+                256 * 1024,
+                MultiGzDecoder::new(raw),
+            ))
         } else {
             Box::new(raw)
         };
-        Ok(Self { file: name, reader, hasher: Sha256::new(), line_no: 0, buf: String::new(), consumed })
+        Ok(Self {
+            file: name,
+            reader,
+            hasher: Sha256::new(),
+            line_no: 0,
+            buf: String::new(),
+            consumed,
+        })
     }
 
     /// The file name, as messages print it.
@@ -84,7 +107,13 @@ impl PackageReader {
             self.error(None, format!("invalid header line: {e} (expected {{\"format\":\"{FORMAT}\",\"register\":...,\"sequence\":...,\"created\":...}})"))
         })?;
         if header.format != FORMAT {
-            return Err(self.error(Some("format"), format!("unsupported format \"{}\" (expected \"{FORMAT}\")", header.format)));
+            return Err(self.error(
+                Some("format"),
+                format!(
+                    "unsupported format \"{}\" (expected \"{FORMAT}\")",
+                    header.format
+                ),
+            ));
         }
         if header.sequence < 1 {
             return Err(self.error(Some("sequence"), "the sequence number must be 1 or more"));
@@ -120,7 +149,10 @@ impl PackageReader {
         if e.kind() == std::io::ErrorKind::InvalidData {
             self.error(None, "not valid UTF-8")
         } else {
-            self.error(None, format!("cannot read: {e} (truncated or corrupt file?)"))
+            self.error(
+                None,
+                format!("cannot read: {e} (truncated or corrupt file?)"),
+            )
         }
     }
 

@@ -75,7 +75,11 @@ impl<'r> RowEncoder<'r> {
             offsets.push(next);
             next += entity.attributes.len();
         }
-        Self { register, offsets, columns: next }
+        Self {
+            register,
+            offsets,
+            columns: next,
+        }
     }
 
     /// Staging column index of `entity`'s first attribute.
@@ -101,12 +105,23 @@ impl<'r> RowEncoder<'r> {
         let result = self.encode_inner(line_no, line, out);
         result.map_err(|(field, message)| {
             out.truncate(start);
-            PackageError { file: file.to_owned(), line: line_no, field, message }
+            PackageError {
+                file: file.to_owned(),
+                line: line_no,
+                field,
+                message,
+            }
         })
     }
 
-    fn encode_inner(&self, line_no: u64, line: &str, out: &mut Vec<u8>) -> Result<(usize, Op), FieldError> {
-        let row: RawRow = serde_json::from_str(line).map_err(|e| (None, format!("invalid row: {e}")))?;
+    fn encode_inner(
+        &self,
+        line_no: u64,
+        line: &str,
+        out: &mut Vec<u8>,
+    ) -> Result<(usize, Op), FieldError> {
+        let row: RawRow =
+            serde_json::from_str(line).map_err(|e| (None, format!("invalid row: {e}")))?;
         let (index, entity) = self.entity(&row.entity)?;
         if row.key.is_empty() {
             return Err(field_error("key", "must not be empty"));
@@ -125,7 +140,12 @@ impl<'r> RowEncoder<'r> {
                 out.extend_from_slice(b"u\t");
                 push_text(out, &row.key);
                 write!(out, "\t{}", uuid::Uuid::now_v7()).ok();
-                push_period(out, &row.registrering_fra, &row.registrering_til, "registrering")?;
+                push_period(
+                    out,
+                    &row.registrering_fra,
+                    &row.registrering_til,
+                    "registrering",
+                )?;
                 push_period(out, &row.virkning_fra, &row.virkning_til, "virkning")?;
                 out.push(b'\t');
                 match &row.status {
@@ -143,7 +163,12 @@ impl<'r> RowEncoder<'r> {
     }
 
     fn entity(&self, name: &str) -> Result<(usize, &'r Entity), FieldError> {
-        let found = self.register.entities.iter().enumerate().find(|(_, e)| e.name == name);
+        let found = self
+            .register
+            .entities
+            .iter()
+            .enumerate()
+            .find(|(_, e)| e.name == name);
         found.ok_or_else(|| {
             field_error(
                 "entity",
@@ -185,7 +210,11 @@ impl<'r> RowEncoder<'r> {
             push_attribute(out, attribute, value)
                 .map_err(|m| field_error(&format!("attributes.{}", attribute.name), m))?;
         }
-        self.push_nulls(out, own + entity.attributes.len(), self.columns - STAGING_FIXED_COLUMNS);
+        self.push_nulls(
+            out,
+            own + entity.attributes.len(),
+            self.columns - STAGING_FIXED_COLUMNS,
+        );
         Ok(())
     }
 }
@@ -200,7 +229,10 @@ fn check_delete_has_only_key(row: &RawRow) -> Result<(), FieldError> {
         ("attributes", row.attributes.is_some()),
     ];
     match extra.iter().find(|(_, present)| *present) {
-        Some((field, _)) => Err(field_error(field, "a delete carries only entity, op and key")),
+        Some((field, _)) => Err(field_error(
+            field,
+            "a delete carries only entity, op and key",
+        )),
         None => Ok(()),
     }
 }
@@ -214,7 +246,9 @@ fn push_period(
 ) -> Result<(), FieldError> {
     let fra_name = format!("{name}Fra");
     let til_name = format!("{name}Til");
-    let fra_text = fra.as_deref().ok_or_else(|| field_error(&fra_name, "is required"))?;
+    let fra_text = fra
+        .as_deref()
+        .ok_or_else(|| field_error(&fra_name, "is required"))?;
     let fra_value = parse_timestamp(fra_text).map_err(|m| field_error(&fra_name, m))?;
     let til_value = til
         .as_deref()
@@ -226,7 +260,11 @@ fn push_period(
     {
         return Err(field_error(
             &til_name,
-            format!("{til_name} ({}) must be after {fra_name} ({})", format_ts(til_value), format_ts(fra_value)),
+            format!(
+                "{til_name} ({}) must be after {fra_name} ({})",
+                format_ts(til_value),
+                format_ts(fra_value)
+            ),
         ));
     }
     write!(out, "\t{}\t", format_ts(fra_value)).ok();
@@ -248,7 +286,11 @@ fn format_ts(t: DateTime<Utc>) -> String {
 }
 
 /// Writes one attribute value (or `\N`) after checking it against the attribute's type.
-fn push_attribute(out: &mut Vec<u8>, attribute: &Attribute, value: Option<&RawValue>) -> Result<(), String> {
+fn push_attribute(
+    out: &mut Vec<u8>,
+    attribute: &Attribute,
+    value: Option<&RawValue>,
+) -> Result<(), String> {
     let raw = value.map(RawValue::get).filter(|v| *v != "null");
     let Some(raw) = raw else {
         if attribute.required {
@@ -313,7 +355,10 @@ fn shorten(raw: &str) -> String {
     if raw.len() <= 60 {
         raw.to_owned()
     } else {
-        let cut = (0..=60).rev().find(|i| raw.is_char_boundary(*i)).unwrap_or(0);
+        let cut = (0..=60)
+            .rev()
+            .find(|i| raw.is_char_boundary(*i))
+            .unwrap_or(0);
         format!("{}...", &raw[..cut])
     }
 }

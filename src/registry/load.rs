@@ -92,7 +92,10 @@ struct RawEventField {
 
 /// Loads every `*.toml` file of `dir` as a register definition.
 pub fn load_dir(dir: &Path) -> Result<Registry, DefinitionError> {
-    let error = |message: String| DefinitionError { file: dir.to_path_buf(), message };
+    let error = |message: String| DefinitionError {
+        file: dir.to_path_buf(),
+        message,
+    };
     let entries = std::fs::read_dir(dir)
         .map_err(|e| error(format!("cannot read the register directory: {e}")))?;
     let mut files: Vec<PathBuf> = entries
@@ -116,10 +119,16 @@ pub fn load_dir(dir: &Path) -> Result<Registry, DefinitionError> {
 
 /// Parses and validates one definition; `file` is used for messages and the name check.
 pub fn parse_definition(file: &Path, text: &str) -> Result<Register, DefinitionError> {
-    let error = |message: String| DefinitionError { file: file.to_path_buf(), message };
+    let error = |message: String| DefinitionError {
+        file: file.to_path_buf(),
+        message,
+    };
     let raw: RawRegister = toml::from_str(text).map_err(|e| error(e.to_string()))?;
     let register = validate_register(raw).map_err(error)?;
-    let stem = file.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
+    let stem = file
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or_default();
     if !stem.is_empty() && stem != register.name {
         return Err(error(format!(
             "register \"{}\" must be defined in a file named {}.toml",
@@ -141,7 +150,9 @@ fn validate_register(raw: RawRegister) -> Result<Register, String> {
         let entity = validate_entity(raw_entity, raw.protected)
             .map_err(|m| format!("entity \"{name}\": {m}"))?;
         if !seen.insert(entity.name.to_ascii_lowercase()) {
-            return Err(format!("entity \"{name}\" is defined twice (names are compared ignoring case)"));
+            return Err(format!(
+                "entity \"{name}\" is defined twice (names are compared ignoring case)"
+            ));
         }
         entities.push(entity);
     }
@@ -214,11 +225,22 @@ fn validate_entity(raw: RawEntity, register_protected: bool) -> Result<Entity, S
     let object_id = attributes
         .iter()
         .position(|a| a.name == raw.object_id)
-        .ok_or_else(|| format!("object_id \"{}\" is not one of its attributes", raw.object_id))?;
+        .ok_or_else(|| {
+            format!(
+                "object_id \"{}\" is not one of its attributes",
+                raw.object_id
+            )
+        })?;
     if !attributes[object_id].required {
-        return Err(format!("object_id attribute \"{}\" must be required", raw.object_id));
+        return Err(format!(
+            "object_id attribute \"{}\" must be required",
+            raw.object_id
+        ));
     }
-    if !matches!(attributes[object_id].ty, AttrType::Text | AttrType::Integer | AttrType::Uuid) {
+    if !matches!(
+        attributes[object_id].ty,
+        AttrType::Text | AttrType::Integer | AttrType::Uuid
+    ) {
         return Err(format!(
             "object_id attribute \"{}\" must be text, integer or uuid, not {}",
             raw.object_id, attributes[object_id].ty
@@ -239,23 +261,35 @@ fn validate_entity(raw: RawEntity, register_protected: bool) -> Result<Entity, S
 }
 
 fn parse_type(name: &str) -> Result<AttrType, String> {
-    AttrType::ALL.into_iter().find(|t| t.as_str() == name).ok_or_else(|| {
-        let known: Vec<&str> = AttrType::ALL.iter().map(|t| t.as_str()).collect();
-        format!("unknown type \"{name}\" (expected one of {})", known.join(", "))
-    })
+    AttrType::ALL
+        .into_iter()
+        .find(|t| t.as_str() == name)
+        .ok_or_else(|| {
+            let known: Vec<&str> = AttrType::ALL.iter().map(|t| t.as_str()).collect();
+            format!(
+                "unknown type \"{name}\" (expected one of {})",
+                known.join(", ")
+            )
+        })
 }
 
 fn validate_attribute(raw: RawAttribute) -> Result<Attribute, String> {
     check_identifier(&raw.name, "attribute")?;
     if let Some(reserved) = RESERVED.iter().find(|r| r.eq_ignore_ascii_case(&raw.name)) {
-        return Err(format!("\"{reserved}\" is a system field of every row; choose another name"));
+        return Err(format!(
+            "\"{reserved}\" is a system field of every row; choose another name"
+        ));
     }
     let ty = parse_type(&raw.ty)?;
     if raw.searchable && ty != AttrType::Text {
         return Err(format!("searchable (startsWith) applies to text, not {ty}"));
     }
     let hint = GenHint {
-        values: raw.values.into_iter().map(toml_to_json).collect::<Result<_, _>>()?,
+        values: raw
+            .values
+            .into_iter()
+            .map(toml_to_json)
+            .collect::<Result<_, _>>()?,
         min: raw.min.map(toml_to_json).transpose()?,
         max: raw.max.map(toml_to_json).transpose()?,
     };
@@ -274,7 +308,8 @@ fn validate_attribute(raw: RawAttribute) -> Result<Attribute, String> {
 /// Generator hints must be values of the attribute's type, or generated rows would be refused.
 fn check_hint(ty: AttrType, hint: &GenHint) -> Result<(), String> {
     let is_date = |v: &serde_json::Value| {
-        v.as_str().is_some_and(|s| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").is_ok())
+        v.as_str()
+            .is_some_and(|s| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").is_ok())
     };
     let value_ok = |v: &serde_json::Value| match ty {
         AttrType::Text => v.is_string(),
@@ -282,7 +317,9 @@ fn check_hint(ty: AttrType, hint: &GenHint) -> Result<(), String> {
         AttrType::Decimal => v.is_number(),
         AttrType::Boolean => v.is_boolean(),
         AttrType::Date => is_date(v),
-        AttrType::Timestamp => v.as_str().is_some_and(|s| chrono::DateTime::parse_from_rfc3339(s).is_ok()),
+        AttrType::Timestamp => v
+            .as_str()
+            .is_some_and(|s| chrono::DateTime::parse_from_rfc3339(s).is_ok()),
         AttrType::Uuid => v.as_str().is_some_and(|s| uuid::Uuid::parse_str(s).is_ok()),
     };
     if let Some(bad) = hint.values.iter().find(|v| !value_ok(v)) {
@@ -310,14 +347,18 @@ fn toml_to_json(value: toml::Value) -> Result<serde_json::Value, String> {
         toml::Value::Integer(i) => Ok(i.into()),
         toml::Value::Float(f) => Ok(f.into()),
         toml::Value::Boolean(b) => Ok(b.into()),
-        other => Err(format!("generator hint {other} must be a string, number or boolean")),
+        other => Err(format!(
+            "generator hint {other} must be a string, number or boolean"
+        )),
     }
 }
 
 fn validate_event_field(raw: RawEventField, entities: &[Entity]) -> Result<EventField, String> {
     let suffix = raw.name.strip_prefix("object_").unwrap_or_default();
     let valid = !suffix.is_empty()
-        && suffix.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        && suffix
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
     if !valid {
         return Err("the name must be object_ followed by a-z, 0-9 or _".into());
     }
@@ -326,7 +367,10 @@ fn validate_event_field(raw: RawEventField, entities: &[Entity]) -> Result<Event
         "old" => EventValue::Old,
         other => return Err(format!("value \"{other}\" must be \"new\" or \"old\"")),
     };
-    let mut types = entities.iter().filter_map(|e| e.attribute(&raw.attribute)).map(|(_, a)| a.ty);
+    let mut types = entities
+        .iter()
+        .filter_map(|e| e.attribute(&raw.attribute))
+        .map(|(_, a)| a.ty);
     let ty = types
         .next()
         .ok_or_else(|| format!("no entity has the attribute \"{}\"", raw.attribute))?;

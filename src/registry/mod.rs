@@ -103,7 +103,10 @@ impl Entity {
 
     /// The attribute called `name`, with its index.
     pub fn attribute(&self, name: &str) -> Option<(usize, &Attribute)> {
-        self.attributes.iter().enumerate().find(|(_, a)| a.name == name)
+        self.attributes
+            .iter()
+            .enumerate()
+            .find(|(_, a)| a.name == name)
     }
 
     /// Fully qualified, quoted table name: `reg_bbr."bygning"`.

@@ -18,7 +18,9 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// Connection options for `url`, with the application name set for `pg_stat_activity`.
 pub fn connect_options(url: &str) -> anyhow::Result<PgConnectOptions> {
-    let options: PgConnectOptions = url.parse().context("DATABASE_URL is not a valid PostgreSQL URL")?;
+    let options: PgConnectOptions = url
+        .parse()
+        .context("DATABASE_URL is not a valid PostgreSQL URL")?;
     Ok(options.application_name("fordeler"))
 }
 
@@ -34,5 +36,8 @@ pub async fn connect(url: &str, max: u32) -> anyhow::Result<PgPool> {
 
 /// Applies pending migrations (idempotent; concurrent callers are serialised by sqlx's lock).
 pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
-    MIGRATOR.run(pool).await.context("cannot apply database migrations")
+    MIGRATOR
+        .run(pool)
+        .await
+        .context("cannot apply database migrations")
 }

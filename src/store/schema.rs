@@ -14,7 +14,10 @@ const SYNC_LOCK: i64 = 0x666f_7264_656c_6572;
 /// Creates or extends the storage of every register so that it matches its definition.
 pub async fn sync_registers(pool: &PgPool, registry: &Registry) -> anyhow::Result<()> {
     let mut tx = pool.begin().await?;
-    sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(SYNC_LOCK).execute(&mut *tx).await?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(SYNC_LOCK)
+        .execute(&mut *tx)
+        .await?;
     for register in registry.registers() {
         sync_register(&mut tx, register)
             .await
@@ -38,17 +41,25 @@ async fn sync_register(conn: &mut PgConnection, register: &Register) -> anyhow::
         None => insert_register(conn, register, &definition, &sha).await?,
     };
     create_events_partition(conn, register, register_id).await?;
-    execute(conn, &format!("CREATE SCHEMA IF NOT EXISTS {}", quote_ident(&register.schema_name())))
-        .await?;
+    execute(
+        conn,
+        &format!(
+            "CREATE SCHEMA IF NOT EXISTS {}",
+            quote_ident(&register.schema_name())
+        ),
+    )
+    .await?;
     for entity in &register.entities {
         sync_entity_table(conn, register, entity).await?;
     }
-    sqlx::query("UPDATE registers SET definition = $2, definition_sha256 = $3 WHERE register_id = $1")
-        .bind(register_id)
-        .bind(&definition)
-        .bind(&sha)
-        .execute(&mut *conn)
-        .await?;
+    sqlx::query(
+        "UPDATE registers SET definition = $2, definition_sha256 = $3 WHERE register_id = $1",
+    )
+    .bind(register_id)
+    .bind(&definition)
+    .bind(&sha)
+    .execute(&mut *conn)
+    .await?;
     tracing::info!(register = %register.name, "register storage synced with its definition");
     Ok(())
 }

@@ -55,14 +55,25 @@ impl TestDb {
     pub async fn new() -> Self {
         let name = format!("fordeler_test_{}", uuid::Uuid::now_v7().simple());
         let admin = fordeler::store::connect(&admin_url(), 1).await.unwrap();
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&admin).await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&admin)
+            .await
+            .unwrap();
         admin.close().await;
         let url = database_url(&name);
         let pool = fordeler::store::connect(&url, 8).await.unwrap();
         let registry = sample_registry();
         fordeler::store::migrate(&pool).await.unwrap();
-        fordeler::store::sync_registers(&pool, &registry).await.unwrap();
-        Self { name, url, pool, registry, dir: tempfile::tempdir().unwrap() }
+        fordeler::store::sync_registers(&pool, &registry)
+            .await
+            .unwrap();
+        Self {
+            name,
+            url,
+            pool,
+            registry,
+            dir: tempfile::tempdir().unwrap(),
+        }
     }
 
     /// Imports one package file through the library, on a fresh importer connection.
@@ -73,7 +84,10 @@ impl TestDb {
 
     /// Writes a package (header + rows) as plain NDJSON into the test directory.
     pub fn package(&self, register: &str, sequence: i64, rows: &[Value]) -> PathBuf {
-        let path = self.dir.path().join(format!("{register}-{sequence:08}-{}.ndjson", uuid::Uuid::now_v7().simple()));
+        let path = self.dir.path().join(format!(
+            "{register}-{sequence:08}-{}.ndjson",
+            uuid::Uuid::now_v7().simple()
+        ));
         write_package(&path, register, sequence, rows);
         path
     }
@@ -86,17 +100,26 @@ impl TestDb {
 
     /// Number of rows in one entity table.
     pub async fn count_rows(&self, register: &str, entity: &str) -> i64 {
-        let sql = format!("SELECT count(*) FROM reg_{}.{}", register.to_lowercase(), entity.to_lowercase());
-        sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).fetch_one(&self.pool).await.unwrap()
+        let sql = format!(
+            "SELECT count(*) FROM reg_{}.{}",
+            register.to_lowercase(),
+            entity.to_lowercase()
+        );
+        sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .fetch_one(&self.pool)
+            .await
+            .unwrap()
     }
 
     /// The register's (last_sequence, last_eventid, row_count).
     pub async fn register_state(&self, register: &str) -> (i64, i64, i64) {
-        sqlx::query_as("SELECT last_sequence, last_eventid, row_count FROM registers WHERE name = $1")
-            .bind(register)
-            .fetch_one(&self.pool)
-            .await
-            .unwrap()
+        sqlx::query_as(
+            "SELECT last_sequence, last_eventid, row_count FROM registers WHERE name = $1",
+        )
+        .bind(register)
+        .fetch_one(&self.pool)
+        .await
+        .unwrap()
     }
 
     /// A canonical dump of everything an import writes for `register` (events without the
@@ -104,12 +127,17 @@ impl TestDb {
     /// Read in one REPEATABLE READ snapshot, so a commit landing meanwhile is seen whole or not.
     pub async fn fingerprint(&self, register: &str) -> Vec<String> {
         let mut tx = self.pool.begin().await.unwrap();
-        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ").execute(&mut *tx).await.unwrap();
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            .execute(&mut *tx)
+            .await
+            .unwrap();
         let mut out: Vec<String> = events_on(&mut tx, register)
             .await
             .into_iter()
             .map(|mut e| {
-                e.as_object_mut().unwrap().remove("object_datafordelerRowId");
+                e.as_object_mut()
+                    .unwrap()
+                    .remove("object_datafordelerRowId");
                 e.to_string()
             })
             .collect();
@@ -119,15 +147,19 @@ impl TestDb {
                 "SELECT to_jsonb(t) - 'datafordelerRowId' - 'datafordelerOpdateringstid' FROM {} t ORDER BY rowkey",
                 entity.table_name(reg)
             );
-            let rows: Vec<(Value,)> = sqlx::query_as(sqlx::AssertSqlSafe(sql)).fetch_all(&mut *tx).await.unwrap();
-            out.extend(rows.into_iter().map(|(v,)| format!("{}:{v}", entity.name)));
-        }
-        let state: (i64, i64, i64) =
-            sqlx::query_as("SELECT last_sequence, last_eventid, row_count FROM registers WHERE name = $1")
-                .bind(register)
-                .fetch_one(&mut *tx)
+            let rows: Vec<(Value,)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .fetch_all(&mut *tx)
                 .await
                 .unwrap();
+            out.extend(rows.into_iter().map(|(v,)| format!("{}:{v}", entity.name)));
+        }
+        let state: (i64, i64, i64) = sqlx::query_as(
+            "SELECT last_sequence, last_eventid, row_count FROM registers WHERE name = $1",
+        )
+        .bind(register)
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
         out.push(format!("{state:?}"));
         out
     }
@@ -177,7 +209,10 @@ impl Drop for TestDb {
         let name = self.name.clone();
         // Drop the database on a thread of its own: Drop cannot await.
         let handle = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
             runtime.block_on(async {
                 if let Ok(admin) = fordeler::store::connect(&admin_url(), 1).await {
                     let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
@@ -235,11 +270,20 @@ mod url_lite {
             match path_start {
                 Some(p) => {
                     let end = query_start.unwrap_or(url.len());
-                    Url { before: url[..p].to_owned(), after: url[end..].to_owned() }
+                    Url {
+                        before: url[..p].to_owned(),
+                        after: url[end..].to_owned(),
+                    }
                 }
                 None => match query_start {
-                    Some(q) => Url { before: url[..q].to_owned(), after: url[q..].to_owned() },
-                    None => Url { before: url.to_owned(), after: String::new() },
+                    Some(q) => Url {
+                        before: url[..q].to_owned(),
+                        after: url[q..].to_owned(),
+                    },
+                    None => Url {
+                        before: url.to_owned(),
+                        after: String::new(),
+                    },
                 },
             }
         }
