@@ -630,3 +630,17 @@ async fn a_bitemporal_correction_tells_a_cpr_move_on_its_replacement_registratio
         ]
     );
 }
+
+#[tokio::test]
+async fn an_attribute_given_twice_is_refused() {
+    let db = TestDb::new().await;
+    let path = db.dir.path().join("twice.ndjson");
+    let header = r#"{"format":"fordeler-package/1","register":"BBR","sequence":1,"created":"2026-01-01T00:00:00Z"}"#;
+    let row = r#"{"entity":"Bygning","op":"upsert","key":"k1","registreringFra":"2026-01-01T00:00:00Z","virkningFra":"2020-01-01T00:00:00Z","attributes":{"id_lokalId":"00000000-0000-4000-8000-000000000001","kommunekode":"0101","kommunekode":"0147"}}"#;
+    std::fs::write(&path, format!("{header}\n{row}\n")).unwrap();
+    let message = db.import(&path).await.unwrap_err().to_string();
+    assert!(
+        message.contains("twice.ndjson:2: field \"attributes.kommunekode\": given twice"),
+        "{message}"
+    );
+}

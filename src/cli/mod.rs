@@ -1,5 +1,6 @@
 //! The command line: one module per subcommand, each with its options and `run`.
 
+mod check;
 mod db;
 mod demo;
 mod generate;
@@ -21,6 +22,8 @@ pub struct Cli {
 enum Command {
     /// Import packages atomically, in sequence order.
     Import(import::Opts),
+    /// Validate packages against the register definitions, without a database.
+    Check(check::Opts),
     /// Write deterministic synthetic packages for a register.
     Generate(generate::Opts),
     /// Apply database migrations and create the storage of every register definition.
@@ -38,6 +41,7 @@ impl Cli {
     pub async fn run(self) -> i32 {
         let result = match self.command {
             Command::Import(opts) => return import::run(opts).await,
+            Command::Check(opts) => return check::run(opts),
             Command::Generate(opts) => generate::run(opts),
             Command::Migrate(opts) => migrate::run(opts).await,
             Command::Status(opts) => status::run(opts).await,

@@ -69,6 +69,16 @@ pub async fn imported_sha256(
 
 /// Creates the staging table (dropped at commit) for `register`'s packages.
 pub async fn create_staging(conn: &mut PgConnection, register: &Register) -> sqlx::Result<()> {
+    let sql = format!(
+        "CREATE TEMP TABLE staging ({}) ON COMMIT DROP",
+        staging_columns(register).join(", ")
+    );
+    sqlx::query(AssertSqlSafe(sql)).execute(&mut *conn).await?;
+    Ok(())
+}
+
+/// Column definitions of the staging table: the fixed columns, then every entity's attributes.
+pub fn staging_columns(register: &Register) -> Vec<String> {
     let mut columns = vec![
         "line bigint".to_owned(),
         "ent smallint".to_owned(),
@@ -92,12 +102,7 @@ pub async fn create_staging(conn: &mut PgConnection, register: &Register) -> sql
             ));
         }
     }
-    let sql = format!(
-        "CREATE TEMP TABLE staging ({}) ON COMMIT DROP",
-        columns.join(", ")
-    );
-    sqlx::query(AssertSqlSafe(sql)).execute(&mut *conn).await?;
-    Ok(())
+    columns
 }
 
 /// The COPY statement that fills the staging table.
@@ -143,6 +148,7 @@ pub async fn apply_entity(
 ) -> sqlx::Result<Applied> {
     let entity = &apply.register.entities[apply.index];
     let sql = entity_statement(apply.register, apply.index);
+    tracing::trace!(entity = %entity.name, sql = %sql, "entity statement");
     let (inserted, updated, deleted, unknown_delete_line) = sqlx::query_as(AssertSqlSafe(sql))
         .bind(apply.index as i16)
         .bind(apply.sequence)

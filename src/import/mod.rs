@@ -9,6 +9,7 @@ mod apply;
 mod error;
 mod summary;
 
+pub use apply::staging_columns;
 pub use error::ImportError;
 pub use summary::{Observer, Outcome, PackageSummary, Quiet};
 
@@ -160,10 +161,10 @@ async fn import_inner(
     }
 
     let file = reader.file().to_owned();
-    log_phase(&header, "staging");
+    log_phase(&header, "staging", &timer);
     apply::create_staging(&mut tx, register).await?;
     let parsed = stage_rows(&mut tx, register, reader, &header, rows_counter).await?;
-    log_phase(&header, "applying");
+    log_phase(&header, "applying", &timer);
     observer.phase("applying");
     if let Some((ent, key, first, second)) = apply::find_duplicate_key(&mut tx).await? {
         let entity = &register.entities[ent as usize].name;
@@ -178,6 +179,7 @@ async fn import_inner(
         .into());
     }
     apply::analyze_staging(&mut tx).await?;
+    log_phase(&header, "analyzed", &timer);
 
     let mut totals = apply::Applied::default();
     let mut next_eventid = state.last_eventid;
@@ -192,7 +194,11 @@ async fn import_inner(
             sequence: header.sequence,
             base_eventid: next_eventid,
         };
+        let entity_timer = Instant::now();
         let applied = apply::apply_entity(&mut tx, &entity_apply).await?;
+        tracing::debug!(register = %register.name, package.seq = header.sequence,
+            entity = %register.entities[index].name, events = applied.events(),
+            duration_ms = entity_timer.elapsed().as_millis() as u64, "entity applied");
         if let Some(line) = applied.unknown_delete_line {
             let entity = &register.entities[index].name;
             return Err(PackageError {
@@ -209,7 +215,7 @@ async fn import_inner(
         totals.deleted += applied.deleted;
     }
 
-    log_phase(&header, "committing");
+    log_phase(&header, "committing", &timer);
     observer.phase("committing");
     let events = totals.events();
     let (first_eventid, last_eventid) = if events > 0 {
@@ -264,8 +270,9 @@ async fn import_inner(
     Ok(summary)
 }
 
-fn log_phase(header: &Header, phase: &'static str) {
-    tracing::debug!(register = %header.register, package.seq = header.sequence, phase, "import phase");
+fn log_phase(header: &Header, phase: &'static str, timer: &Instant) {
+    let elapsed_ms = timer.elapsed().as_millis() as u64;
+    tracing::debug!(register = %header.register, package.seq = header.sequence, phase, elapsed_ms, "import phase");
 }
 
 fn already_imported(
@@ -347,53 +354,125 @@ async fn stage_rows(
     }
 }
 
+/// Lines read by the reader thread, handed to the parse thread in batches.
+#[derive(Default)]
+struct LineBatch {
+    text: String,
+    /// (line number, start, end) of each line in `text`.
+    lines: Vec<(u64, usize, usize)>,
+}
+
+/// Bytes of line text per batch.
+const BATCH: usize = 256 * 1024;
+
+/// The reader thread: decompresses, hashes and splits lines, so that JSON parsing runs on
+/// another core. Returns the SHA-256 of the whole content.
+fn read_lines(
+    mut reader: PackageReader,
+    sender: std::sync::mpsc::SyncSender<LineBatch>,
+) -> Result<String, PackageError> {
+    let mut batch = LineBatch::default();
+    while let Some((line_no, line)) = reader.next_line()? {
+        let start = batch.text.len();
+        batch.text.push_str(line);
+        batch.lines.push((line_no, start, batch.text.len()));
+        if batch.text.len() >= BATCH && sender.send(std::mem::take(&mut batch)).is_err() {
+            return Err(reader.error(None, "import aborted"));
+        }
+    }
+    if !batch.lines.is_empty() && sender.send(batch).is_err() {
+        return Err(reader.error(None, "import aborted"));
+    }
+    reader.finish()
+}
+
+/// What the parse thread counted.
+#[derive(Default)]
+struct Counts {
+    rows: u64,
+    upserts: i64,
+    per_entity: Vec<u64>,
+}
+
 fn parse_rows(
     register: &Register,
-    mut reader: PackageReader,
+    reader: PackageReader,
     expected_rows: Option<u64>,
     sender: &mpsc::Sender<Vec<u8>>,
     rows_counter: &AtomicU64,
 ) -> Result<Parsed, PackageError> {
-    let encoder = RowEncoder::new(register);
-    let mut per_entity = vec![0u64; register.entities.len()];
-    let (mut rows, mut upserts) = (0u64, 0i64);
-    let mut buf = Vec::with_capacity(CHUNK + 64 * 1024);
     let file = reader.file().to_owned();
-    while let Some((line_no, line)) = reader.next_line()? {
-        let (entity, op) = encoder.encode(&file, line_no, line, &mut buf)?;
-        per_entity[entity] += 1;
-        upserts += i64::from(op == Op::Upsert);
-        rows += 1;
-        if buf.len() >= CHUNK {
-            rows_counter.store(rows, Ordering::Relaxed);
-            let full = std::mem::replace(&mut buf, Vec::with_capacity(CHUNK + 64 * 1024));
-            if sender.blocking_send(full).is_err() {
-                // The COPY side stopped (database error); it reports the cause.
-                return Err(reader.error(None, "import aborted"));
-            }
-        }
-    }
+    let (batches, receiver) = std::sync::mpsc::sync_channel(4);
+    let reading = std::thread::spawn(move || read_lines(reader, batches));
+    let parsed = parse_batches(register, &file, &receiver, sender, rows_counter);
+    drop(receiver);
+    let read = reading.join().unwrap_or_else(|_| {
+        Err(PackageError {
+            file: file.clone(),
+            line: 0,
+            field: None,
+            message: "the reader thread failed".into(),
+        })
+    });
+    let counts = parsed?;
+    let sha256 = read?;
     if let Some(expected) = expected_rows
-        && expected != rows
+        && expected != counts.rows
     {
         return Err(PackageError {
             file,
             line: 0,
             field: Some("rows".into()),
             message: format!(
-                "the header announces {expected} rows but the file has {rows} (truncated?)"
+                "the header announces {expected} rows but the file has {} (truncated?)",
+                counts.rows
             ),
         });
     }
-    if !buf.is_empty() && sender.blocking_send(buf).is_err() {
-        return Err(reader.error(None, "import aborted"));
-    }
-    rows_counter.store(rows, Ordering::Relaxed);
-    let sha256 = reader.finish()?;
     Ok(Parsed {
-        rows,
-        upserts,
-        per_entity,
+        rows: counts.rows,
+        upserts: counts.upserts,
+        per_entity: counts.per_entity,
         sha256,
     })
+}
+
+fn parse_batches(
+    register: &Register,
+    file: &str,
+    receiver: &std::sync::mpsc::Receiver<LineBatch>,
+    sender: &mpsc::Sender<Vec<u8>>,
+    rows_counter: &AtomicU64,
+) -> Result<Counts, PackageError> {
+    let encoder = RowEncoder::new(register);
+    let mut counts = Counts {
+        per_entity: vec![0; register.entities.len()],
+        ..Counts::default()
+    };
+    let mut buf = Vec::with_capacity(CHUNK + 64 * 1024);
+    let aborted = || PackageError {
+        file: file.to_owned(),
+        line: 0,
+        field: None,
+        message: "import aborted".into(),
+    };
+    for batch in receiver.iter() {
+        for &(line_no, start, end) in &batch.lines {
+            let (entity, op) = encoder.encode(file, line_no, &batch.text[start..end], &mut buf)?;
+            counts.per_entity[entity] += 1;
+            counts.upserts += i64::from(op == Op::Upsert);
+            counts.rows += 1;
+        }
+        if buf.len() >= CHUNK {
+            rows_counter.store(counts.rows, Ordering::Relaxed);
+            let full = std::mem::replace(&mut buf, Vec::with_capacity(CHUNK + 64 * 1024));
+            // A closed channel means the COPY side stopped on a database error; it reports it.
+            sender.blocking_send(full).map_err(|_| aborted())?;
+        }
+    }
+    if !buf.is_empty() {
+        sender.blocking_send(buf).map_err(|_| aborted())?;
+    }
+    rows_counter.store(counts.rows, Ordering::Relaxed);
+    Ok(counts)
 }

@@ -49,8 +49,58 @@ struct RawRow<'a> {
     #[serde(borrow, default)]
     status: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
-    attributes: Option<HashMap<Cow<'a, str>, &'a RawValue>>,
+    attributes: Option<Attributes<'a>>,
 }
+
+/// A row's attributes in file order: no hashing while parsing, and a name given twice is
+/// caught instead of silently keeping the last value.
+struct Attributes<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Attributes<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Visitor<'a> {
+            type Value = Attributes<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object of attribute values")
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(
+                self,
+                mut map: M,
+            ) -> Result<Self::Value, M::Error> {
+                let mut pairs = Vec::with_capacity(map.size_hint().unwrap_or(16));
+                while let Some((key, value)) = map.next_entry::<Cow<'de, str>, &'de RawValue>()? {
+                    pairs.push((key, value));
+                }
+                Ok(Attributes(pairs))
+            }
+        }
+        deserializer.deserialize_map(Visitor(std::marker::PhantomData))
+    }
+}
+
+/// FNV-1a: attribute names are short and trusted, so a fast non-keyed hash is right here.
+#[derive(Default)]
+struct Fnv(u64);
+
+impl std::hash::Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for b in bytes {
+            h = (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0 = h;
+    }
+}
+
+type NameIndex<'r> = HashMap<&'r str, usize, std::hash::BuildHasherDefault<Fnv>>;
 
 /// Encodes the rows of one register's packages.
 pub struct RowEncoder<'r> {
@@ -58,6 +108,8 @@ pub struct RowEncoder<'r> {
     /// Staging column of each entity's first attribute.
     offsets: Vec<usize>,
     columns: usize,
+    /// Per entity: attribute name -> position.
+    names: Vec<NameIndex<'r>>,
 }
 
 type FieldError = (Option<String>, String);
@@ -75,10 +127,22 @@ impl<'r> RowEncoder<'r> {
             offsets.push(next);
             next += entity.attributes.len();
         }
+        let names = register
+            .entities
+            .iter()
+            .map(|e| {
+                e.attributes
+                    .iter()
+                    .enumerate()
+                    .map(|(k, a)| (a.name.as_str(), k))
+                    .collect()
+            })
+            .collect();
         Self {
             register,
             offsets,
             columns: next,
+            names,
         }
     }
 
@@ -192,21 +256,24 @@ impl<'r> RowEncoder<'r> {
         out: &mut Vec<u8>,
         index: usize,
         entity: &Entity,
-        attributes: Option<&HashMap<Cow<str>, &RawValue>>,
+        attributes: Option<&Attributes>,
     ) -> Result<(), FieldError> {
-        let empty = HashMap::new();
-        let attributes = attributes.unwrap_or(&empty);
-        if let Some(unknown) = attributes.keys().find(|k| entity.attribute(k).is_none()) {
-            return Err(field_error(
-                &format!("attributes.{unknown}"),
-                format!("entity {} has no attribute \"{unknown}\"", entity.name),
-            ));
+        let mut values: Vec<Option<&RawValue>> = vec![None; entity.attributes.len()];
+        for (name, value) in attributes.map(|a| a.0.as_slice()).unwrap_or_default() {
+            let Some(&k) = self.names[index].get(name.as_ref()) else {
+                return Err(field_error(
+                    &format!("attributes.{name}"),
+                    format!("entity {} has no attribute \"{name}\"", entity.name),
+                ));
+            };
+            if values[k].replace(value).is_some() {
+                return Err(field_error(&format!("attributes.{name}"), "given twice"));
+            }
         }
         let own = self.offset(index) - STAGING_FIXED_COLUMNS;
         self.push_nulls(out, 0, own);
-        for attribute in &entity.attributes {
+        for (attribute, value) in entity.attributes.iter().zip(values) {
             out.push(b'\t');
-            let value = attributes.get(attribute.name.as_str()).copied();
             push_attribute(out, attribute, value)
                 .map_err(|m| field_error(&format!("attributes.{}", attribute.name), m))?;
         }
@@ -255,8 +322,9 @@ fn push_period(
         .map(parse_timestamp)
         .transpose()
         .map_err(|m| field_error(&til_name, m))?;
+    // Compared at PostgreSQL's precision (microseconds, rounded), as it will store them.
     if let Some(til_value) = til_value
-        && fra_value >= til_value
+        && micros(fra_value) >= micros(til_value)
     {
         return Err(field_error(
             &til_name,
@@ -267,10 +335,13 @@ fn push_period(
             ),
         ));
     }
-    write!(out, "\t{}\t", format_ts(fra_value)).ok();
-    match til_value {
-        Some(t) => out.extend_from_slice(format_ts(t).as_bytes()),
-        None => out.extend_from_slice(b"\\N"),
+    // Validated: PostgreSQL parses the original text to the same instant.
+    out.push(b'\t');
+    out.extend_from_slice(fra_text.as_bytes());
+    out.push(b'\t');
+    match til.as_deref() {
+        Some(t) if til_value.is_some() => out.extend_from_slice(t.as_bytes()),
+        _ => out.extend_from_slice(b"\\N"),
     }
     Ok(())
 }
@@ -279,6 +350,11 @@ fn parse_timestamp(text: &str) -> Result<DateTime<Utc>, String> {
     DateTime::parse_from_rfc3339(text)
         .map(|t| t.with_timezone(&Utc))
         .map_err(|e| format!("\"{text}\" is not an RFC 3339 timestamp ({e})"))
+}
+
+fn micros(t: DateTime<Utc>) -> i128 {
+    let nanos = i128::from(t.timestamp()) * 1_000_000_000 + i128::from(t.timestamp_subsec_nanos());
+    (nanos + 500).div_euclid(1000)
 }
 
 fn format_ts(t: DateTime<Utc>) -> String {
@@ -321,19 +397,22 @@ fn push_attribute(
             "true" | "false" => out.extend_from_slice(raw.as_bytes()),
             _ => return Err(wrong()),
         },
+        // Dates, timestamps and UUIDs are validated here and written as they came:
+        // PostgreSQL reads the same text to the same value.
         AttrType::Date => {
             let text = json_string(raw).ok_or_else(wrong)?;
-            let date = NaiveDate::parse_from_str(&text, "%Y-%m-%d").map_err(|_| wrong())?;
-            write!(out, "{date}").ok();
+            NaiveDate::parse_from_str(&text, "%Y-%m-%d").map_err(|_| wrong())?;
+            push_text(out, &text);
         }
         AttrType::Timestamp => {
             let text = json_string(raw).ok_or_else(wrong)?;
-            out.extend_from_slice(format_ts(parse_timestamp(&text)?).as_bytes());
+            parse_timestamp(&text)?;
+            push_text(out, &text);
         }
         AttrType::Uuid => {
             let text = json_string(raw).ok_or_else(wrong)?;
-            let id = uuid::Uuid::parse_str(&text).map_err(|_| wrong())?;
-            write!(out, "{}", id.hyphenated()).ok();
+            uuid::Uuid::parse_str(&text).map_err(|_| wrong())?;
+            push_text(out, &text);
         }
     }
     Ok(())
@@ -367,6 +446,11 @@ fn shorten(raw: &str) -> String {
 fn json_string(raw: &str) -> Option<Cow<'_, str>> {
     if !raw.starts_with('"') {
         return None;
+    }
+    // Fast path: no escapes, so the text between the quotes is the string (RawValue holds
+    // valid JSON, so there is a closing quote).
+    if !raw.contains('\\') {
+        return raw.get(1..raw.len() - 1).map(Cow::Borrowed);
     }
     serde_json::from_str::<Cow<str>>(raw).ok()
 }

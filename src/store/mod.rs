@@ -10,8 +10,8 @@ pub use status::{RegisterStatus, register_status};
 use std::time::Duration;
 
 use anyhow::Context;
-use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions, PgPool};
 
 /// The embedded migrations of `migrations/`.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -21,7 +21,11 @@ pub fn connect_options(url: &str) -> anyhow::Result<PgConnectOptions> {
     let options: PgConnectOptions = url
         .parse()
         .context("DATABASE_URL is not a valid PostgreSQL URL")?;
-    Ok(options.application_name("fordeler"))
+    // Statements are logged by fordeler at its boundaries, with fields; sqlx's own statement
+    // log would print whole generated statements at WARN.
+    Ok(options
+        .application_name("fordeler")
+        .disable_statement_logging())
 }
 
 /// Opens a connection pool of at most `max` connections.

@@ -149,7 +149,7 @@ async fn create_entity_table(
     let create = format!(
         "CREATE TABLE {table} (
     \"datafordelerRowId\" uuid PRIMARY KEY,
-    rowkey text NOT NULL UNIQUE,
+    rowkey text NOT NULL,
     \"datafordelerRowVersion\" integer NOT NULL,
     \"datafordelerOpdateringstid\" timestamptz NOT NULL,
     \"datafordelerRegisterImportSequenceNumber\" bigint NOT NULL,
@@ -170,12 +170,23 @@ async fn create_entity_table(
         ))
     );
     execute(conn, &comment).await?;
-    let index = format!(
-        "CREATE INDEX {} ON {table} ({}, \"registreringFra\", \"virkningFra\")",
-        quote_ident(&format!("{}_object", entity.name.to_ascii_lowercase())),
+    let name = entity.name.to_ascii_lowercase();
+    // Imports look rows up by the register's key. A hash index costs about half of a unique
+    // btree on random text keys; uniqueness holds by construction (imports of a register are
+    // serialised, a key twice in one package is refused, an existing key is always updated).
+    let rowkey = format!(
+        "CREATE INDEX {} ON {table} USING hash (rowkey)",
+        quote_ident(&format!("{name}_rowkey"))
+    );
+    execute(conn, &rowkey).await?;
+    // Serves lookups by object id (an object's registrations are few; bitemporal filters on
+    // them need no index of their own).
+    let object = format!(
+        "CREATE INDEX {} ON {table} ({})",
+        quote_ident(&format!("{name}_object")),
         quote_ident(&entity.object_id_attribute().name)
     );
-    execute(conn, &index).await
+    execute(conn, &object).await
 }
 
 fn quote_literal(text: &str) -> String {

@@ -1,0 +1,142 @@
+//! `fordeler check`: validate packages offline, exactly as `import` would, without a database.
+//!
+//! Register operators run it before delivering a package. `--copy-out` also writes the rows as
+//! the COPY text the importer streams to PostgreSQL (and `<FILE>.sql`, a plain table of the
+//! same columns): the benchmark's raw-COPY reference uses it.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::Context;
+
+use crate::import::staging_columns;
+use crate::package::{Op, PackageReader, RowEncoder};
+use crate::registry::{self, Registry};
+
+/// Options of `fordeler check`.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Exit codes: 0 every package is valid, 1 I/O error, 3 invalid package.")]
+pub struct Opts {
+    /// Package files (.ndjson or .ndjson.gz).
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    /// Write the rows of the (single) package as COPY text to this file, and a CREATE TABLE for
+    /// them to <FILE>.sql.
+    #[arg(long)]
+    copy_out: Option<PathBuf>,
+    /// Directory of the register definitions (*.toml).
+    #[arg(long, env = "FORDELER_REGISTERS", default_value = "registers")]
+    registers: PathBuf,
+}
+
+/// Checks every file; returns the exit code.
+pub fn run(opts: Opts) -> i32 {
+    let registry = match registry::load_dir(&opts.registers) {
+        Ok(registry) => registry,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 1;
+        }
+    };
+    for file in &opts.files {
+        match check(&registry, file, opts.copy_out.as_deref()) {
+            Ok(()) => {}
+            Err(Failure::Invalid(message)) => {
+                eprintln!("error: {message}");
+                return 3;
+            }
+            Err(Failure::Io(e)) => {
+                eprintln!("error: {e:#}");
+                return 1;
+            }
+        }
+    }
+    0
+}
+
+enum Failure {
+    Invalid(String),
+    Io(anyhow::Error),
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Self {
+        Failure::Io(e)
+    }
+}
+
+fn check(registry: &Registry, file: &Path, copy_out: Option<&Path>) -> Result<(), Failure> {
+    let timer = Instant::now();
+    let invalid = |e: crate::package::PackageError| Failure::Invalid(e.to_string());
+    let mut reader = PackageReader::open(file).map_err(invalid)?;
+    let header = reader.read_header().map_err(invalid)?;
+    let register = registry.get(&header.register).ok_or_else(|| {
+        Failure::Invalid(
+            reader
+                .error(
+                    Some("register"),
+                    format!("unknown register \"{}\"", header.register),
+                )
+                .to_string(),
+        )
+    })?;
+    let mut out = match copy_out {
+        Some(path) => {
+            let ddl = format!(
+                "CREATE TABLE copy_reference ({});\n",
+                staging_columns(register).join(", ")
+            );
+            std::fs::write(path.with_extension("sql"), ddl).context("cannot write the DDL file")?;
+            let file = std::fs::File::create(path).context("cannot create the COPY file")?;
+            Some(std::io::BufWriter::new(file))
+        }
+        None => None,
+    };
+    let encoder = RowEncoder::new(register);
+    let (mut rows, mut deletes) = (0u64, 0u64);
+    let mut per_entity = vec![0u64; register.entities.len()];
+    let mut buf = Vec::with_capacity(64 * 1024);
+    let name = reader.file().to_owned();
+    while let Some((line_no, line)) = reader.next_line().map_err(invalid)? {
+        let (entity, op) = encoder
+            .encode(&name, line_no, line, &mut buf)
+            .map_err(invalid)?;
+        rows += 1;
+        per_entity[entity] += 1;
+        deletes += u64::from(op == Op::Delete);
+        if let Some(out) = out.as_mut().filter(|_| buf.len() > 60 * 1024) {
+            out.write_all(&buf).context("cannot write the COPY file")?;
+            buf.clear();
+        } else if out.is_none() {
+            buf.clear();
+        }
+    }
+    if let Some(mut out) = out {
+        out.write_all(&buf)
+            .and_then(|()| out.flush())
+            .context("cannot write the COPY file")?;
+    }
+    if let Some(expected) = header.rows.filter(|n| *n != rows) {
+        return Err(Failure::Invalid(format!(
+            "{name}: field \"rows\": the header announces {expected} rows but the file has {rows}"
+        )));
+    }
+    let sha256 = reader.finish().map_err(invalid)?;
+    let entities: Vec<String> = register
+        .entities
+        .iter()
+        .zip(&per_entity)
+        .filter(|(_, n)| **n > 0)
+        .map(|(e, n)| format!("{} {n}", e.name))
+        .collect();
+    let seconds = timer.elapsed().as_secs_f64();
+    println!(
+        "{name}: valid {} package {}: {rows} rows ({deletes} deletes; {}), sha256 {sha256}, checked in {seconds:.1}s ({:.0} rows/s)",
+        header.register,
+        header.sequence,
+        entities.join(", "),
+        rows as f64 / seconds.max(1e-9)
+    );
+    Ok(())
+}
