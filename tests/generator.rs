@@ -13,7 +13,7 @@ use fordeler::generate::{GenerateOptions, generate};
 use fordeler::import::Outcome;
 use fordeler::package::{FORMAT, Header};
 use fordeler::registry::Register;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 fn register(name: &str) -> Register {
     common::sample_registry().get(name).unwrap().clone()
@@ -561,43 +561,5 @@ async fn cpr_corrections_move_people_between_municipalities() {
     assert!(
         moves < corrections,
         "every one of {corrections} corrections changed kommunekode"
-    );
-}
-
-#[tokio::test]
-async fn an_upsert_that_changes_kommunekode_is_a_move_with_both_codes() {
-    let db = common::TestDb::new().await;
-    let adresse = |kommunekode: &str, registrering: &str| {
-        json!({"entity": "Adresse", "op": "upsert", "key": "adresse-1",
-            "registreringFra": registrering, "virkningFra": "2020-01-01T00:00:00Z", "status": "gældende",
-            "attributes": {"adresseId": common::uuid(1), "personnummer": "0101701234", "kommunekode": kommunekode}})
-    };
-    let packages = [
-        db.package("CPR", 1, &[adresse("0101", "2026-01-01T00:00:00Z")]),
-        db.package("CPR", 2, &[adresse("0751", "2026-01-02T00:00:00Z")]),
-        db.package("CPR", 3, &[common::delete("Adresse", "adresse-1")]),
-    ];
-    for path in &packages {
-        db.import(path).await.unwrap();
-    }
-    let got: Vec<(String, Value, Value)> = db
-        .events("CPR")
-        .await
-        .iter()
-        .map(|e| {
-            (
-                e["eventaction"].as_str().unwrap().to_owned(),
-                e["object_kommunekodenuvaerende"].clone(),
-                e["object_kommunekodetidligere"].clone(),
-            )
-        })
-        .collect();
-    assert_eq!(
-        got,
-        [
-            ("i".to_owned(), json!("0101"), Value::Null),
-            ("u".to_owned(), json!("0751"), json!("0101")),
-            ("d".to_owned(), json!("0751"), json!("0751")),
-        ]
     );
 }

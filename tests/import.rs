@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{TestDb, bygning, delete, uuid};
+use common::{TestDb, bygning, delete, municipality_fields, uuid};
 use fordeler::import::{ImportError, Outcome};
 use serde_json::{Value, json};
 
@@ -120,24 +120,17 @@ async fn cpr_events_carry_the_municipality_before_and_after_the_change() {
     db.import(&db.package("CPR", 3, &[delete("Person", "p1")]))
         .await
         .unwrap();
-    let events = db.events("CPR").await;
-    let fields: Vec<(Value, Value)> = events
-        .iter()
-        .map(|e| {
-            (
-                e["object_kommunekodenuvaerende"].clone(),
-                e["object_kommunekodetidligere"].clone(),
-            )
-        })
+    let fields = municipality_fields(&db.events("CPR").await);
+    let expected = [
+        ("i", json!("0101"), Value::Null),
+        ("u", json!("0751"), json!("0101")),
+        ("d", json!("0751"), json!("0751")),
+    ];
+    let expected: Vec<(String, Value, Value)> = expected
+        .into_iter()
+        .map(|(a, n, o)| (a.to_owned(), n, o))
         .collect();
-    assert_eq!(
-        fields,
-        vec![
-            (json!("0101"), Value::Null),
-            (json!("0751"), json!("0101")),
-            (json!("0751"), json!("0751"))
-        ]
-    );
+    assert_eq!(fields, expected, "an in-place move shows on its u event");
 }
 
 #[tokio::test]
@@ -611,16 +604,7 @@ async fn a_bitemporal_correction_tells_a_cpr_move_on_its_replacement_registratio
     ];
     db.import(&db.package("CPR", 2, &correction)).await.unwrap();
     let events = db.events("CPR").await;
-    let seen: Vec<(String, Value, Value)> = events[1..]
-        .iter()
-        .map(|e| {
-            (
-                e["eventaction"].as_str().unwrap().to_owned(),
-                e["object_kommunekodenuvaerende"].clone(),
-                e["object_kommunekodetidligere"].clone(),
-            )
-        })
-        .collect();
+    let seen = municipality_fields(&events[1..]);
     assert_eq!(
         seen,
         vec![

@@ -189,10 +189,16 @@ impl Observer for Bar {
     }
 
     fn phase(&self, phase: &str) {
-        if let Ok(current) = self.current.lock()
-            && let Some((bar, _)) = current.as_ref()
+        if let Ok(mut current) = self.current.lock()
+            && let Some((bar, ticker)) = current.as_mut()
         {
-            bar.set_prefix(phase.to_owned());
+            // After staging there is no byte progress: show what runs and for how long.
+            ticker.abort();
+            let style = ProgressStyle::with_template("{prefix} {spinner} {msg} {elapsed}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner());
+            bar.set_style(style);
+            bar.set_message(phase.to_owned());
+            bar.enable_steady_tick(Duration::from_millis(120));
         }
     }
 

@@ -258,7 +258,10 @@ const SYSTEM: [(&str, &str); 5] = [
     ("status", "status"),
 ];
 
-/// The statement applying one entity. Binds: $1 entity index, $2 sequence, $3 register id,
+/// The statement applying one entity. Deletes and updates reach their rows by `ctid`, taken in
+/// the same statement's snapshot, through `ctid = ANY(array)` (a TID scan: PostgreSQL 15 does not
+/// drive a TID scan from a join, and would otherwise hash the whole table). No other writer can
+/// move those rows meanwhile: imports of the register hold its lock. Binds: $1 entity index, $2 sequence, $3 register id,
 /// $4 base eventid, $5 entity name.
 fn entity_statement(register: &Register, index: usize) -> String {
     let entity = &register.entities[index];
@@ -307,7 +310,7 @@ fn entity_statement(register: &Register, index: usize) -> String {
     format!(
         "WITH src AS (
     SELECT s.line, s.op, s.key, s.newid, s.regfra, s.regtil, s.virkfra, s.virktil, s.status, {src_attrs},
-        t.\"datafordelerRowId\" AS t_rowid, t.\"datafordelerRowVersion\" AS t_version,
+        t.ctid AS t_ctid, t.\"datafordelerRowId\" AS t_rowid, t.\"datafordelerRowVersion\" AS t_version,
         t.\"registreringFra\" AS t_regfra, t.\"registreringTil\" AS t_regtil,
         t.\"virkningFra\" AS t_virkfra, t.\"virkningTil\" AS t_virktil, t.status AS t_status,
         t.{object_col}::text AS t_object_id{extra_src},
@@ -321,13 +324,15 @@ fn entity_statement(register: &Register, index: usize) -> String {
 ),
 chg AS MATERIALIZED (SELECT * FROM src WHERE action IS NOT NULL),
 del AS (
-    DELETE FROM {table} t USING chg c WHERE c.action = 'd' AND t.\"datafordelerRowId\" = c.t_rowid
+    DELETE FROM {table} t WHERE t.ctid = ANY (ARRAY(SELECT t_ctid FROM chg WHERE action = 'd'))
 ),
 upd AS (
     UPDATE {table} t SET \"datafordelerRowVersion\" = c.t_version + 1,
         \"datafordelerOpdateringstid\" = now(), \"datafordelerRegisterImportSequenceNumber\" = $2,
         {set}
-    FROM chg c WHERE c.action = 'u' AND t.\"datafordelerRowId\" = c.t_rowid
+    FROM chg c
+    WHERE t.ctid = ANY (ARRAY(SELECT t_ctid FROM chg WHERE action = 'u'))
+        AND c.action = 'u' AND t.ctid = c.t_ctid
 ),
 ins AS (
     INSERT INTO {table} (\"datafordelerRowId\", rowkey, \"datafordelerRowVersion\",

@@ -194,6 +194,7 @@ async fn import_inner(
             sequence: header.sequence,
             base_eventid: next_eventid,
         };
+        observer.phase(&format!("applying {}", register.entities[index].name));
         let entity_timer = Instant::now();
         let applied = apply::apply_entity(&mut tx, &entity_apply).await?;
         tracing::debug!(register = %register.name, package.seq = header.sequence,

@@ -186,7 +186,14 @@ async fn create_entity_table(
         quote_ident(&format!("{name}_object")),
         quote_ident(&entity.object_id_attribute().name)
     );
-    execute(conn, &object).await
+    execute(conn, &object).await?;
+    // Serves the bitemporal "now" view (registrations not closed in transaction time) in
+    // datafordelerRowId order, for keyset paging. Its keys are UUID v7, so inserts append.
+    let current = format!(
+        "CREATE INDEX {} ON {table} (\"datafordelerRowId\") WHERE \"registreringTil\" IS NULL",
+        quote_ident(&format!("{name}_current"))
+    );
+    execute(conn, &current).await
 }
 
 fn quote_literal(text: &str) -> String {

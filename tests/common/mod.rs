@@ -245,6 +245,21 @@ pub fn bygning(key: &str, object: &str, kommunekode: &str) -> Value {
         "attributes": {"id_lokalId": object, "kommunekode": kommunekode, "byg026Opfoerelsesaar": 1932}})
 }
 
+/// (eventaction, object_kommunekodenuvaerende, object_kommunekodetidligere) of CPR events.
+pub fn municipality_fields(events: &[Value]) -> Vec<(String, Value, Value)> {
+    events
+        .iter()
+        .map(|e| {
+            let action = e["eventaction"].as_str().unwrap().to_owned();
+            (
+                action,
+                e["object_kommunekodenuvaerende"].clone(),
+                e["object_kommunekodetidligere"].clone(),
+            )
+        })
+        .collect()
+}
+
 /// A delete row.
 pub fn delete(entity: &str, key: &str) -> Value {
     json!({"entity": entity, "op": "delete", "key": key})
