@@ -104,21 +104,10 @@ async fn import_inner(
 ) -> Result<PackageSummary, ImportError> {
     let timer = Instant::now();
     let started_at = Utc::now();
-    let mut reader = PackageReader::open(path)?;
-    let header = reader.read_header()?;
+    let (reader, header, register) = open_package(registry, path)?;
     *header_out = Some(header.clone());
-    let register = registry.get(&header.register).ok_or_else(|| {
-        reader.error(
-            Some("register"),
-            format!(
-                "unknown register \"{}\" (known: {})",
-                header.register,
-                registry.names()
-            ),
-        )
-    })?;
-    let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
     let rows_counter = Arc::new(AtomicU64::new(0));
+    let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
     observer.started(
         reader.file(),
         &header,
@@ -129,106 +118,22 @@ async fn import_inner(
 
     let mut tx = conn.begin().await?;
     let state = apply::lock_register(&mut tx, &register.name).await?;
-    if header.sequence <= state.last_sequence {
-        let file = reader.file().to_owned();
-        let found = tokio::task::spawn_blocking(move || reader.finish())
-            .await
-            .map_err(anyhow::Error::from)??;
-        let stored = apply::imported_sha256(&mut tx, state.register_id, header.sequence).await?;
-        tx.rollback().await?;
-        return match stored {
-            Some(stored) if stored == found => {
-                let summary = already_imported(file, &header, found, timer);
-                observer.finished(&summary);
-                Ok(summary)
-            }
-            stored => Err(ImportError::Conflict {
-                file,
-                register: header.register,
-                sequence: header.sequence,
-                stored: stored.unwrap_or_else(|| "unknown".into()),
-                found,
-            }),
-        };
+    if header.sequence != state.last_sequence + 1 {
+        let summary = redelivery_or_gap(tx, reader, &header, &state, timer).await?;
+        observer.finished(&summary);
+        return Ok(summary);
     }
-    if header.sequence > state.last_sequence + 1 {
-        return Err(ImportError::Gap {
-            file: reader.file().to_owned(),
-            register: header.register,
-            expected: state.last_sequence + 1,
-            got: header.sequence,
-        });
-    }
-
     let file = reader.file().to_owned();
-    log_phase(&header, "staging", &timer);
-    apply::create_staging(&mut tx, register).await?;
-    let parsed = stage_rows(&mut tx, register, reader, &header, rows_counter).await?;
-    log_phase(&header, "applying", &timer);
+    let parsed = stage(&mut tx, register, reader, &header, rows_counter, &timer).await?;
     observer.phase("applying");
-    if let Some((ent, key, first, second)) = apply::find_duplicate_key(&mut tx).await? {
-        let entity = &register.entities[ent as usize].name;
-        return Err(PackageError {
-            file,
-            line: second as u64,
-            field: Some("key".into()),
-            message: format!(
-                "{entity} row \"{key}\" appears twice in the package (lines {first} and {second})"
-            ),
-        }
-        .into());
-    }
-    apply::analyze_staging(&mut tx).await?;
-    log_phase(&header, "analyzed", &timer);
-
-    let mut totals = apply::Applied::default();
-    let mut next_eventid = state.last_eventid;
-    for index in 0..register.entities.len() {
-        if parsed.per_entity[index] == 0 {
-            continue;
-        }
-        let entity_apply = EntityApply {
-            register,
-            register_id: state.register_id,
-            index,
-            sequence: header.sequence,
-            base_eventid: next_eventid,
-        };
-        observer.phase(&format!("applying {}", register.entities[index].name));
-        let entity_timer = Instant::now();
-        let applied = apply::apply_entity(&mut tx, &entity_apply).await?;
-        tracing::debug!(register = %register.name, package.seq = header.sequence,
-            entity = %register.entities[index].name, events = applied.events(),
-            duration_ms = entity_timer.elapsed().as_millis() as u64, "entity applied");
-        if let Some(line) = applied.unknown_delete_line {
-            let entity = &register.entities[index].name;
-            return Err(PackageError {
-                file,
-                line: line as u64,
-                field: Some("key".into()),
-                message: format!("delete of a {entity} row that does not exist"),
-            }
-            .into());
-        }
-        next_eventid += applied.events();
-        totals.inserted += applied.inserted;
-        totals.updated += applied.updated;
-        totals.deleted += applied.deleted;
-    }
-
+    let totals =
+        apply_entities(&mut tx, register, &state, &header, &file, &parsed, observer).await?;
     log_phase(&header, "committing", &timer);
     observer.phase("committing");
-    let events = totals.events();
-    let (first_eventid, last_eventid) = if events > 0 {
-        (Some(state.last_eventid + 1), Some(next_eventid))
-    } else {
-        (None, None)
-    };
-    let unchanged = parsed.upserts - totals.inserted - totals.updated;
     let record = PackageRecord {
         register_id: state.register_id,
         sequence: header.sequence,
-        last_eventid: next_eventid,
+        last_eventid: state.last_eventid + totals.events(),
         row_delta: totals.inserted - totals.deleted,
         sha256: &parsed.sha256,
         file: &file,
@@ -239,36 +144,174 @@ async fn import_inner(
             totals.inserted,
             totals.updated,
             totals.deleted,
-            unchanged,
+            parsed.upserts - totals.inserted - totals.updated,
         ],
-        first_eventid,
-        events_last: last_eventid,
+        first_eventid: (totals.events() > 0).then_some(state.last_eventid + 1),
+        events_last: (totals.events() > 0).then_some(state.last_eventid + totals.events()),
     };
     apply::finish_package(&mut tx, &record).await?;
     tx.commit().await?;
-
-    let duration = timer.elapsed();
-    let summary = PackageSummary {
-        file,
-        register: header.register.clone(),
-        sequence: header.sequence,
-        outcome: Outcome::Imported,
-        rows_read: parsed.rows,
-        inserted: totals.inserted as u64,
-        updated: totals.updated as u64,
-        deleted: totals.deleted as u64,
-        unchanged: unchanged as u64,
-        events: events as u64,
-        first_eventid,
-        last_eventid,
-        duration_ms: duration.as_millis() as u64,
-        rows_per_second: (parsed.rows as f64 / duration.as_secs_f64().max(1e-9)) as u64,
-        sha256: parsed.sha256,
-    };
+    let summary = imported(&record, &header, timer);
     tracing::info!(register = %summary.register, package.seq = summary.sequence, rows = summary.rows_read,
         events = summary.events, duration_ms = summary.duration_ms, "package imported");
     observer.finished(&summary);
     Ok(summary)
+}
+
+/// Opens the file, reads its header and finds its register.
+fn open_package<'r>(
+    registry: &'r Registry,
+    path: &Path,
+) -> Result<(PackageReader, Header, &'r Register), ImportError> {
+    let mut reader = PackageReader::open(path)?;
+    let header = reader.read_header()?;
+    let Some(register) = registry.get(&header.register) else {
+        let message = format!(
+            "unknown register \"{}\" (known: {})",
+            header.register,
+            registry.names()
+        );
+        return Err(reader.error(Some("register"), message).into());
+    };
+    Ok((reader, header, register))
+}
+
+/// A package that is not the next one: an identical re-delivery (a no-op), a re-delivery with
+/// other content, or a gap. Rolls the transaction back.
+async fn redelivery_or_gap(
+    mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
+    reader: PackageReader,
+    header: &Header,
+    state: &apply::RegisterState,
+    timer: Instant,
+) -> Result<PackageSummary, ImportError> {
+    let file = reader.file().to_owned();
+    if header.sequence > state.last_sequence + 1 {
+        let (register, expected, got) = (
+            header.register.clone(),
+            state.last_sequence + 1,
+            header.sequence,
+        );
+        return Err(ImportError::Gap {
+            file,
+            register,
+            expected,
+            got,
+        });
+    }
+    let found = tokio::task::spawn_blocking(move || reader.finish())
+        .await
+        .map_err(anyhow::Error::from)??;
+    let stored = apply::imported_sha256(&mut tx, state.register_id, header.sequence).await?;
+    tx.rollback().await?;
+    match stored {
+        Some(stored) if stored == found => Ok(already_imported(file, header, found, timer)),
+        stored => Err(ImportError::Conflict {
+            file,
+            register: header.register.clone(),
+            sequence: header.sequence,
+            stored: stored.unwrap_or_else(|| "unknown".into()),
+            found,
+        }),
+    }
+}
+
+/// Creates and fills the staging table, refuses duplicate keys, and analyzes it.
+async fn stage(
+    conn: &mut PgConnection,
+    register: &Register,
+    reader: PackageReader,
+    header: &Header,
+    rows_counter: Arc<AtomicU64>,
+    timer: &Instant,
+) -> Result<Parsed, ImportError> {
+    let file = reader.file().to_owned();
+    log_phase(header, "staging", timer);
+    apply::create_staging(conn, register).await?;
+    let parsed = stage_rows(conn, register, reader, header, rows_counter).await?;
+    log_phase(header, "applying", timer);
+    if let Some((ent, key, first, second)) = apply::find_duplicate_key(conn).await? {
+        let entity = &register.entities[ent as usize].name;
+        let message = format!(
+            "{entity} row \"{key}\" appears twice in the package (lines {first} and {second})"
+        );
+        return Err(PackageError {
+            file,
+            line: second as u64,
+            field: Some("key".into()),
+            message,
+        }
+        .into());
+    }
+    apply::analyze_staging(conn).await?;
+    log_phase(header, "analyzed", timer);
+    Ok(parsed)
+}
+
+/// Applies every entity that has staged rows, numbering events from the register's counter.
+async fn apply_entities(
+    conn: &mut PgConnection,
+    register: &Register,
+    state: &apply::RegisterState,
+    header: &Header,
+    file: &str,
+    parsed: &Parsed,
+    observer: &dyn Observer,
+) -> Result<apply::Applied, ImportError> {
+    let mut totals = apply::Applied::default();
+    for (index, entity) in register.entities.iter().enumerate() {
+        if parsed.per_entity[index] == 0 {
+            continue;
+        }
+        let entity_apply = EntityApply {
+            register,
+            register_id: state.register_id,
+            index,
+            sequence: header.sequence,
+            base_eventid: state.last_eventid + totals.events(),
+        };
+        observer.phase(&format!("applying {}", entity.name));
+        let entity_timer = Instant::now();
+        let applied = apply::apply_entity(conn, &entity_apply).await?;
+        tracing::debug!(register = %register.name, package.seq = header.sequence, entity = %entity.name,
+            events = applied.events(), duration_ms = entity_timer.elapsed().as_millis() as u64, "entity applied");
+        if let Some(line) = applied.unknown_delete_line {
+            let message = format!("delete of a {} row that does not exist", entity.name);
+            return Err(PackageError {
+                file: file.to_owned(),
+                line: line as u64,
+                field: Some("key".into()),
+                message,
+            }
+            .into());
+        }
+        totals.inserted += applied.inserted;
+        totals.updated += applied.updated;
+        totals.deleted += applied.deleted;
+    }
+    Ok(totals)
+}
+
+fn imported(record: &PackageRecord<'_>, header: &Header, timer: Instant) -> PackageSummary {
+    let duration = timer.elapsed();
+    let [rows, inserted, updated, deleted, unchanged] = record.counts.map(|n| n as u64);
+    PackageSummary {
+        file: record.file.to_owned(),
+        register: header.register.clone(),
+        sequence: header.sequence,
+        outcome: Outcome::Imported,
+        rows_read: rows,
+        inserted,
+        updated,
+        deleted,
+        unchanged,
+        events: inserted + updated + deleted,
+        first_eventid: record.first_eventid,
+        last_eventid: record.events_last,
+        duration_ms: duration.as_millis() as u64,
+        rows_per_second: (rows as f64 / duration.as_secs_f64().max(1e-9)) as u64,
+        sha256: record.sha256.to_owned(),
+    }
 }
 
 fn log_phase(header: &Header, phase: &'static str, timer: &Instant) {
