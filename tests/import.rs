@@ -628,3 +628,59 @@ async fn an_attribute_given_twice_is_refused() {
         "{message}"
     );
 }
+
+#[tokio::test]
+async fn a_date_without_a_four_digit_year_is_refused_not_reinterpreted() {
+    let row = with(
+        bygning("k9", &uuid(9), "0101"),
+        &["attributes", "byg094Revisionsdato"],
+        json!("05-06-07"),
+    );
+    assert_refused(
+        row,
+        "field \"attributes.byg094Revisionsdato\": expected a date \"YYYY-MM-DD\"",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_timestamp_in_year_zero_is_refused() {
+    let row = with(
+        bygning("k9", &uuid(9), "0101"),
+        &["virkningFra"],
+        json!("0000-06-01T00:00:00Z"),
+    );
+    assert_refused(
+        row,
+        "field \"virkningFra\": \"0000-06-01T00:00:00Z\" is outside the years 0001-9999",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_field_of_the_wrong_json_type_is_named() {
+    let row = with(
+        bygning("k9", &uuid(9), "0101"),
+        &["registreringFra"],
+        json!(20260101),
+    );
+    assert_refused(row, "field \"registreringFra\": invalid row: invalid type: integer `20260101`, expected a string").await;
+}
+
+#[tokio::test]
+async fn any_valid_offset_and_precision_is_stored_as_the_same_instant() {
+    let db = TestDb::new().await;
+    let mut row = bygning("k1", &uuid(1), "0101");
+    // +20:00 is valid RFC 3339 but beyond what PostgreSQL parses; nanoseconds are truncated to
+    // microseconds; a urn:uuid object id is stored hyphenated.
+    row["registreringFra"] = json!("2026-01-02T20:00:00.123456789+20:00");
+    row["attributes"]["id_lokalId"] = json!(format!("urn:uuid:{}", uuid(1)));
+    db.import(&db.package("BBR", 1, &[row])).await.unwrap();
+    let (fra, id): (String, String) = sqlx::query_as(
+        "SELECT to_char(\"registreringFra\" AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US'), \"id_lokalId\"::text FROM reg_bbr.bygning",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!((fra.as_str(), id), ("2026-01-02T00:00:00.123456", uuid(1)));
+}

@@ -10,7 +10,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::io::Write;
 
-use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, SecondsFormat, Utc};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -184,8 +184,7 @@ impl<'r> RowEncoder<'r> {
         line: &str,
         out: &mut Vec<u8>,
     ) -> Result<(usize, Op), FieldError> {
-        let row: RawRow =
-            serde_json::from_str(line).map_err(|e| (None, format!("invalid row: {e}")))?;
+        let row: RawRow = serde_json::from_str(line).map_err(|e| json_error(line, &e))?;
         let (index, entity) = self.entity(&row.entity)?;
         if row.key.is_empty() {
             return Err(field_error("key", "must not be empty"));
@@ -272,6 +271,14 @@ impl<'r> RowEncoder<'r> {
         }
         let own = self.offset(index) - STAGING_FIXED_COLUMNS;
         self.push_nulls(out, 0, own);
+        let object_id = values[entity.object_id].map_or(0, |v| v.get().len());
+        if object_id > 1000 {
+            let name = &entity.object_id_attribute().name;
+            return Err(field_error(
+                &format!("attributes.{name}"),
+                "the object id is longer than 1000 bytes",
+            ));
+        }
         for (attribute, value) in entity.attributes.iter().zip(values) {
             out.push(b'\t');
             push_attribute(out, attribute, value)
@@ -284,6 +291,23 @@ impl<'r> RowEncoder<'r> {
         );
         Ok(())
     }
+}
+
+/// Describes a row that is not valid JSON or not of the row's shape, naming the field when there
+/// is one (found by parsing again with path tracking: only on the error path).
+fn json_error(line: &str, error: &serde_json::Error) -> FieldError {
+    let mut deserializer = serde_json::Deserializer::from_str(line);
+    let path = match serde_path_to_error::deserialize::<_, RawRow>(&mut deserializer) {
+        Err(e) => e.path().to_string(),
+        Ok(_) => String::new(),
+    };
+    let text = error.to_string();
+    let text = text.split(" at line ").next().unwrap_or_default();
+    let field = (!path.is_empty() && path != "." && path != "?").then_some(path);
+    (
+        field,
+        format!("invalid row: {text} (column {})", error.column()),
+    )
 }
 
 fn check_delete_has_only_key(row: &RawRow) -> Result<(), FieldError> {
@@ -322,7 +346,7 @@ fn push_period(
         .map(parse_timestamp)
         .transpose()
         .map_err(|m| field_error(&til_name, m))?;
-    // Compared at PostgreSQL's precision (microseconds, rounded), as it will store them.
+    // Compared as they will be stored: in microseconds (push_timestamp truncates).
     if let Some(til_value) = til_value
         && micros(fra_value) >= micros(til_value)
     {
@@ -335,26 +359,50 @@ fn push_period(
             ),
         ));
     }
-    // Validated: PostgreSQL parses the original text to the same instant.
     out.push(b'\t');
-    out.extend_from_slice(fra_text.as_bytes());
+    push_timestamp(out, fra_text, fra_value);
     out.push(b'\t');
-    match til.as_deref() {
-        Some(t) if til_value.is_some() => out.extend_from_slice(t.as_bytes()),
+    match (til.as_deref(), til_value) {
+        (Some(text), Some(value)) => push_timestamp(out, text, value),
         _ => out.extend_from_slice(b"\\N"),
     }
     Ok(())
 }
 
-fn parse_timestamp(text: &str) -> Result<DateTime<Utc>, String> {
-    DateTime::parse_from_rfc3339(text)
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| format!("\"{text}\" is not an RFC 3339 timestamp ({e})"))
+/// Writes a validated timestamp in canonical UTC form with at most microseconds, so PostgreSQL
+/// stores exactly the instant that was validated (whatever offset or precision the package
+/// used). Text already in that form is copied as it is.
+fn push_timestamp(out: &mut Vec<u8>, text: &str, value: DateTime<Utc>) {
+    if is_canonical_utc(text) {
+        out.extend_from_slice(text.as_bytes());
+    } else {
+        write!(out, "{}", value.format("%Y-%m-%dT%H:%M:%S%.6fZ")).ok();
+    }
 }
 
-fn micros(t: DateTime<Utc>) -> i128 {
-    let nanos = i128::from(t.timestamp()) * 1_000_000_000 + i128::from(t.timestamp_subsec_nanos());
-    (nanos + 500).div_euclid(1000)
+/// `YYYY-MM-DDTHH:MM:SS[.ffffff]Z`, with at most six fractional digits.
+fn is_canonical_utc(text: &str) -> bool {
+    let b = text.as_bytes();
+    let fraction = b.get(19..b.len().saturating_sub(1)).unwrap_or_default();
+    b.len() >= 20
+        && b[10] == b'T'
+        && b[17] < b'6'
+        && b.last() == Some(&b'Z')
+        && (fraction.is_empty() || (fraction[0] == b'.' && (2..=7).contains(&fraction.len())))
+}
+
+fn parse_timestamp(text: &str) -> Result<DateTime<Utc>, String> {
+    let value = DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| format!("\"{text}\" is not an RFC 3339 timestamp ({e})"))?;
+    if !(1..=9999).contains(&value.year()) {
+        return Err(format!("\"{text}\" is outside the years 0001-9999"));
+    }
+    Ok(value)
+}
+
+fn micros(t: DateTime<Utc>) -> i64 {
+    t.timestamp_micros()
 }
 
 fn format_ts(t: DateTime<Utc>) -> String {
@@ -397,22 +445,21 @@ fn push_attribute(
             "true" | "false" => out.extend_from_slice(raw.as_bytes()),
             _ => return Err(wrong()),
         },
-        // Dates, timestamps and UUIDs are validated here and written as they came:
-        // PostgreSQL reads the same text to the same value.
+        // Dates, timestamps and UUIDs are written in canonical form, so PostgreSQL stores
+        // exactly the value validated here.
         AttrType::Date => {
             let text = json_string(raw).ok_or_else(wrong)?;
-            NaiveDate::parse_from_str(&text, "%Y-%m-%d").map_err(|_| wrong())?;
-            push_text(out, &text);
+            let date = parse_date(&text).ok_or_else(wrong)?;
+            write!(out, "{}", date.format("%Y-%m-%d")).ok();
         }
         AttrType::Timestamp => {
             let text = json_string(raw).ok_or_else(wrong)?;
-            parse_timestamp(&text)?;
-            push_text(out, &text);
+            push_timestamp(out, &text, parse_timestamp(&text)?);
         }
         AttrType::Uuid => {
             let text = json_string(raw).ok_or_else(wrong)?;
-            uuid::Uuid::parse_str(&text).map_err(|_| wrong())?;
-            push_text(out, &text);
+            let id = uuid::Uuid::try_parse(&text).map_err(|_| wrong())?;
+            write!(out, "{}", id.hyphenated()).ok();
         }
     }
     Ok(())
@@ -455,7 +502,22 @@ fn json_string(raw: &str) -> Option<Cow<'_, str>> {
     serde_json::from_str::<Cow<str>>(raw).ok()
 }
 
-/// `-?digits[.digits][e[+-]digits]`, what PostgreSQL's numeric accepts, without NaN or infinity.
+/// Exactly `YYYY-MM-DD` with a year from 0001 (chrono alone also takes `5-6-7`, which
+/// PostgreSQL would read as another date).
+fn parse_date(text: &str) -> Option<NaiveDate> {
+    let b = text.as_bytes();
+    let shape = b.len() == 10
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && b.iter()
+            .enumerate()
+            .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit());
+    let date = NaiveDate::parse_from_str(text, "%Y-%m-%d").ok()?;
+    (shape && date.year() >= 1).then_some(date)
+}
+
+/// `-?digits[.digits][e[+-]digits]`, what PostgreSQL's numeric accepts, without NaN or infinity
+/// (exponent at most 1000 either way, as numeric input allows).
 fn is_decimal(text: &str) -> bool {
     let body = text.strip_prefix('-').unwrap_or(text);
     let (mantissa, exponent) = match body.split_once(['e', 'E']) {
@@ -464,7 +526,9 @@ fn is_decimal(text: &str) -> bool {
     };
     let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, "0"));
     let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-    text.len() <= 100 && digits(int) && digits(frac) && exponent.is_none_or(digits)
+    let exponent_ok =
+        exponent.is_none_or(|e| digits(e) && e.parse::<u32>().is_ok_and(|n| n <= 1000));
+    text.len() <= 1000 && digits(int) && digits(frac) && exponent_ok
 }
 
 fn check_no_nul(text: &str) -> Result<(), String> {
@@ -497,9 +561,50 @@ mod tests {
         for ok in ["0", "-1.25", "12e3", "1.5E-2"] {
             assert!(is_decimal(ok), "{ok}");
         }
-        for bad in ["", "-", "1.", ".5", "NaN", "Infinity", "1e", "1,5", "0x10"] {
+        for bad in [
+            "", "-", "1.", ".5", "NaN", "Infinity", "1e", "1,5", "0x10", "1e1001",
+        ] {
             assert!(!is_decimal(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn dates_must_have_four_digit_years_and_two_digit_months_and_days() {
+        assert!(parse_date("2024-02-29").is_some());
+        for bad in [
+            "05-06-07",
+            "1-2-3",
+            "2024-2-29",
+            " 2024-02-29",
+            "0000-01-01",
+            "2023-02-29",
+            "+2024-02-29",
+        ] {
+            assert!(parse_date(bad).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn timestamps_are_written_in_canonical_utc() {
+        let mut out = Vec::new();
+        let text = "2026-01-01T02:00:00.12345678+02:00";
+        push_timestamp(&mut out, text, parse_timestamp(text).unwrap_or_default());
+        assert_eq!(out, b"2026-01-01T00:00:00.123456Z");
+        for canonical in [
+            "2026-01-01T00:00:00Z",
+            "2026-01-01T00:00:00.5Z",
+            "2026-01-01T00:00:00.123456Z",
+        ] {
+            assert!(is_canonical_utc(canonical), "{canonical}");
+        }
+        for other in [
+            "2026-01-01 00:00:00Z",
+            "2026-01-01T00:00:00+00:00",
+            "2026-01-01T00:00:00.1234567Z",
+        ] {
+            assert!(!is_canonical_utc(other), "{other}");
+        }
+        assert!(parse_timestamp("0000-01-01T00:00:00Z").is_err());
     }
 
     #[test]
