@@ -38,21 +38,20 @@ impl Cluster {
         } else {
             base
         };
+        let data = base.join("data");
         Ok(Self {
-            data: base.join("data"),
+            bin: find_bin_dir(&data)?,
+            data,
             socket_dir: socket_dir(&base),
             log: base.join("postgres.log"),
-            bin: find_bin_dir()?,
             as_postgres,
         })
     }
 
     /// The connection URL of the cluster's `postgres` database.
     pub fn url(&self) -> String {
-        format!(
-            "postgres://postgres@localhost/postgres?host={}&port={PORT}",
-            self.socket_dir.display()
-        )
+        let host = percent_encode(&self.socket_dir.display().to_string());
+        format!("postgres://postgres@localhost/postgres?host={host}&port={PORT}")
     }
 
     /// Creates the cluster if needed and starts it if it is not running. Safe to call from
@@ -62,8 +61,8 @@ impl Cluster {
             .data
             .parent()
             .context("cluster directory has no parent")?;
-        std::fs::create_dir_all(base)
-            .with_context(|| format!("cannot create {}", base.display()))?;
+        // Private: only its owner can create entries (such as a link in place of the lock file).
+        private_dir(base).with_context(|| format!("cannot create {}", base.display()))?;
         let lock = std::fs::File::create(base.join("lock"))?;
         lock.lock().context("cannot lock the cluster directory")?;
         if !self.data.join("PG_VERSION").exists() {
@@ -96,11 +95,17 @@ impl Cluster {
                 .is_ok_and(|o| o.status.success())
     }
 
+    /// Creates the cluster in `data.tmp` and renames it to `data` only when it is complete and
+    /// configured, so a kill during creation never leaves a half-made cluster behind.
     fn init(&self) -> anyhow::Result<()> {
-        std::fs::create_dir_all(&self.data)?;
-        std::fs::create_dir_all(&self.socket_dir)?;
+        let staging = self.data.with_extension("tmp");
+        if staging.exists() {
+            std::fs::remove_dir_all(&staging)?;
+        }
+        std::fs::create_dir_all(&staging)?;
+        private_dir(&self.socket_dir)?;
         self.hand_to_postgres()?;
-        let data = self.data.display().to_string();
+        let data = staging.display().to_string();
         let args = [
             "-D",
             &data,
@@ -112,21 +117,29 @@ impl Cluster {
             "--locale=C",
         ];
         check(self.pg("initdb", &args)?, "initdb")?;
-        let conf = "\n# fordeler's private cluster\nlisten_addresses = ''\nmax_connections = 200\n\
-                    shared_buffers = 256MB\nmax_wal_size = 4GB\nclient_connection_check_interval = 1s\n";
-        let conf_path = self.data.join("postgresql.conf");
+        // Unix socket only, reachable by its owner (and root) alone: trust authentication is
+        // safe because nobody else can connect.
+        let conf = "\n# fordeler's private cluster\nlisten_addresses = ''\nunix_socket_permissions = 0700\n\
+                    max_connections = 200\nshared_buffers = 256MB\nmax_wal_size = 4GB\n\
+                    client_connection_check_interval = 1s\n";
+        let conf_path = staging.join("postgresql.conf");
         let mut text = std::fs::read_to_string(&conf_path)?;
         text.push_str(conf);
         std::fs::write(&conf_path, text)?;
+        std::fs::rename(&staging, &self.data)?;
         Ok(())
     }
 
     fn run_start(&self) -> anyhow::Result<()> {
-        std::fs::create_dir_all(&self.socket_dir)?;
+        private_dir(&self.socket_dir)?;
         self.hand_to_postgres()?;
         let data = self.data.display().to_string();
         let log = self.log.display().to_string();
-        let options = format!("-k {} -p {PORT}", self.socket_dir.display());
+        // pg_ctl hands -o to a shell: quote the path.
+        let options = format!(
+            "-k {} -p {PORT}",
+            shell_quote(&self.socket_dir.display().to_string())
+        );
         let output = self.pg(
             "pg_ctl",
             &[
@@ -186,10 +199,23 @@ fn check(output: Output, what: &str) -> anyhow::Result<()> {
     )
 }
 
-/// The newest `/usr/lib/postgresql/*/bin` (or `FORDELER_PG_BIN`) that has `initdb`.
-fn find_bin_dir() -> anyhow::Result<PathBuf> {
+/// `FORDELER_PG_BIN`; else the binaries of the existing cluster's version; else the newest
+/// `/usr/lib/postgresql/*/bin` that has `initdb`.
+fn find_bin_dir(data: &Path) -> anyhow::Result<PathBuf> {
     if let Some(dir) = std::env::var_os("FORDELER_PG_BIN") {
         return Ok(PathBuf::from(dir));
+    }
+    if let Ok(version) = std::fs::read_to_string(data.join("PG_VERSION")) {
+        let bin = PathBuf::from(format!("/usr/lib/postgresql/{}/bin", version.trim()));
+        if bin.join("pg_ctl").exists() {
+            return Ok(bin);
+        }
+        bail!(
+            "the cluster in {} is PostgreSQL {}, whose binaries ({}) are not installed",
+            data.display(),
+            version.trim(),
+            bin.display()
+        );
     }
     let mut candidates: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
         .into_iter()
@@ -238,6 +264,48 @@ fn postgres_can_reach(path: &Path) -> bool {
         .arg(existing)
         .status()
         .is_ok_and(|s| s.success())
+}
+
+/// Creates `dir` (mode 0700) if missing, refusing a symlink or a non-directory in its place
+/// (the fallback directories under /tmp have predictable names).
+fn private_dir(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    match std::fs::symlink_metadata(dir) {
+        Ok(meta) if meta.file_type().is_symlink() || !meta.is_dir() => {
+            bail!(
+                "{} is not a plain directory; refusing to use it",
+                dir.display()
+            )
+        }
+        Ok(_) => {}
+        Err(_) => {
+            // Ancestors get the usual permissions (the postgres user must traverse them); only
+            // the directory itself is private.
+            if let Some(parent) = dir.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            std::fs::DirBuilder::new().mode(0o700).create(dir)?;
+        }
+    }
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    Ok(())
+}
+
+fn shell_quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "'\\''"))
+}
+
+/// Percent-encodes a socket path for the `host` parameter of a URL.
+fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'/' | b'.' | b'_' | b'-' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 fn short_hash(path: &Path) -> String {

@@ -693,3 +693,18 @@ fn a_directory_of_valid_definitions_loads_every_register() {
     let registry = registry::load_dir(dir.path()).unwrap();
     assert_eq!(registry.names(), "ABC, TST");
 }
+
+#[test]
+fn an_entity_name_with_a_double_underscore_or_over_50_characters_is_refused() {
+    for name in ["Byg__ning".to_owned(), "B".repeat(51)] {
+        let text = minimal().replace("name = \"Ting\"", &format!("name = \"{name}\""));
+        let error =
+            fordeler::registry::parse_definition(std::path::Path::new("registers/TST.toml"), &text)
+                .unwrap_err()
+                .to_string();
+        assert!(
+            error.contains("at most 50 characters and must not contain \"__\""),
+            "{error}"
+        );
+    }
+}

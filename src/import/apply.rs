@@ -34,13 +34,17 @@ pub struct RegisterState {
     pub last_sequence: i64,
     /// Last eventid.
     pub last_eventid: i64,
+    /// The package's `datafordelerOpdateringstid`: taken once the lock is held, so it never runs
+    /// backwards relative to eventid (the transaction's `now()` is taken before the lock wait).
+    pub written_at: chrono::DateTime<chrono::Utc>,
 }
 
 /// Locks the register's row: imports of one register are serialised on it, so commit order
 /// equals eventid order.
 pub async fn lock_register(conn: &mut PgConnection, name: &str) -> sqlx::Result<RegisterState> {
-    let (register_id, last_sequence, last_eventid) = sqlx::query_as(
-        "SELECT register_id, last_sequence, last_eventid FROM registers WHERE name = $1 FOR UPDATE",
+    let (register_id, last_sequence, last_eventid, written_at) = sqlx::query_as(
+        "SELECT register_id, last_sequence, last_eventid, clock_timestamp() FROM registers
+         WHERE name = $1 FOR UPDATE",
     )
     .bind(name)
     .fetch_one(&mut *conn)
@@ -49,7 +53,16 @@ pub async fn lock_register(conn: &mut PgConnection, name: &str) -> sqlx::Result<
         register_id,
         last_sequence,
         last_eventid,
+        written_at,
     })
+}
+
+/// The register's last imported sequence number, without locking (it only ever grows).
+pub async fn last_sequence(conn: &mut PgConnection, name: &str) -> sqlx::Result<i64> {
+    sqlx::query_scalar("SELECT last_sequence FROM registers WHERE name = $1")
+        .bind(name)
+        .fetch_one(&mut *conn)
+        .await
 }
 
 /// Checksum of an imported package, if that sequence number was imported.
@@ -138,6 +151,8 @@ pub struct EntityApply<'a> {
     pub sequence: i64,
     /// The eventid before this entity's first event.
     pub base_eventid: i64,
+    /// `datafordelerOpdateringstid` of rows and events.
+    pub written_at: chrono::DateTime<chrono::Utc>,
 }
 
 /// Applies the staged rows of one entity and writes their events, numbered after `base_eventid`
@@ -149,14 +164,30 @@ pub async fn apply_entity(
     let entity = &apply.register.entities[apply.index];
     let sql = entity_statement(apply.register, apply.index);
     tracing::trace!(entity = %entity.name, sql = %sql, "entity statement");
-    let (inserted, updated, deleted, unknown_delete_line) = sqlx::query_as(AssertSqlSafe(sql))
+    let (inserted, updated, deleted, unknown_delete_line, rows_updated, rows_deleted): (
+        i64,
+        i64,
+        i64,
+        Option<i64>,
+        i64,
+        i64,
+    ) = sqlx::query_as(AssertSqlSafe(sql))
         .bind(apply.index as i16)
         .bind(apply.sequence)
         .bind(apply.register_id)
         .bind(apply.base_eventid)
         .bind(&entity.name)
+        .bind(apply.written_at)
         .fetch_one(&mut *conn)
         .await?;
+    if (rows_updated, rows_deleted) != (updated, deleted) {
+        // Only possible if something changed the table without the register lock.
+        return Err(sqlx::Error::Protocol(format!(
+            "{}: {rows_updated} of {updated} updates and {rows_deleted} of {deleted} deletes reached \
+             their rows; the table was changed outside an import",
+            entity.name
+        )));
+    }
     Ok(Applied {
         inserted,
         updated,
@@ -171,7 +202,7 @@ pub async fn finish_package(
     record: &PackageRecord<'_>,
 ) -> sqlx::Result<()> {
     sqlx::query(
-        "UPDATE registers SET last_sequence = $2, last_eventid = $3, last_import_at = now(),
+        "UPDATE registers SET last_sequence = $2, last_eventid = $3, last_import_at = $5,
                 row_count = row_count + $4
          WHERE register_id = $1",
     )
@@ -179,6 +210,7 @@ pub async fn finish_package(
     .bind(record.sequence)
     .bind(record.last_eventid)
     .bind(record.row_delta)
+    .bind(record.written_at)
     .execute(&mut *conn)
     .await?;
     sqlx::query(
@@ -214,6 +246,8 @@ pub struct PackageRecord<'a> {
     pub last_eventid: i64,
     /// Inserted minus deleted rows.
     pub row_delta: i64,
+    /// The package's write time.
+    pub written_at: chrono::DateTime<chrono::Utc>,
     /// SHA-256 of the content.
     pub sha256: &'a str,
     /// File name.
@@ -262,7 +296,7 @@ const SYSTEM: [(&str, &str); 5] = [
 /// the same statement's snapshot, through `ctid = ANY(array)` (a TID scan: PostgreSQL 15 does not
 /// drive a TID scan from a join, and would otherwise hash the whole table). No other writer can
 /// move those rows meanwhile: imports of the register hold its lock. Binds: $1 entity index, $2 sequence, $3 register id,
-/// $4 base eventid, $5 entity name.
+/// $4 base eventid, $5 entity name, $6 write time.
 fn entity_statement(register: &Register, index: usize) -> String {
     let entity = &register.entities[index];
     let table = entity.table_name(register);
@@ -325,20 +359,22 @@ fn entity_statement(register: &Register, index: usize) -> String {
 chg AS MATERIALIZED (SELECT * FROM src WHERE action IS NOT NULL),
 del AS (
     DELETE FROM {table} t WHERE t.ctid = ANY (ARRAY(SELECT t_ctid FROM chg WHERE action = 'd'))
+    RETURNING 1
 ),
 upd AS (
     UPDATE {table} t SET \"datafordelerRowVersion\" = c.t_version + 1,
-        \"datafordelerOpdateringstid\" = now(), \"datafordelerRegisterImportSequenceNumber\" = $2,
+        \"datafordelerOpdateringstid\" = $6, \"datafordelerRegisterImportSequenceNumber\" = $2,
         {set}
     FROM chg c
     WHERE t.ctid = ANY (ARRAY(SELECT t_ctid FROM chg WHERE action = 'u'))
         AND c.action = 'u' AND t.ctid = c.t_ctid
+    RETURNING 1
 ),
 ins AS (
     INSERT INTO {table} (\"datafordelerRowId\", rowkey, \"datafordelerRowVersion\",
         \"datafordelerOpdateringstid\", \"datafordelerRegisterImportSequenceNumber\",
         {system_cols}, {attr_cols})
-    SELECT c.newid, c.key, 1, now(), $2, {insert_values}
+    SELECT c.newid, c.key, 1, $6, $2, {insert_values}
     FROM chg c WHERE c.action = 'i'
 ),
 ev AS (
@@ -347,7 +383,7 @@ ev AS (
         object_datafordeler_rowid, object_datafordeler_rowversion,
         object_registreringfra, object_registreringtil, object_status,
         object_virkningfra, object_virkningtil, extra)
-    SELECT $3, $4 + row_number() OVER (ORDER BY c.line), $5, c.action, $2, now(),
+    SELECT $3, $4 + row_number() OVER (ORDER BY c.line), $5, c.action, $2, $6,
         CASE WHEN c.action = 'd' THEN c.t_object_id ELSE c.a{object}::text END,
         CASE WHEN c.action = 'i' THEN c.newid ELSE c.t_rowid END,
         CASE c.action WHEN 'i' THEN 1 WHEN 'u' THEN c.t_version + 1 ELSE c.t_version END,
@@ -360,7 +396,8 @@ ev AS (
     FROM chg c WHERE c.action <> 'x'
 )
 SELECT count(*) FILTER (WHERE action = 'i'), count(*) FILTER (WHERE action = 'u'),
-    count(*) FILTER (WHERE action = 'd'), min(line) FILTER (WHERE action = 'x')
+    count(*) FILTER (WHERE action = 'd'), min(line) FILTER (WHERE action = 'x'),
+    (SELECT count(*) FROM upd), (SELECT count(*) FROM del)
 FROM chg",
         src_attrs = src_attrs.join(", "),
         object_col = quote_ident(&entity.object_id_attribute().name),
@@ -405,7 +442,8 @@ fn extra_fields(
                         src.push_str(&format!(
                             ", CASE WHEN t.\"datafordelerRowId\" IS NULL AND s.op = 'u' THEN
                                 (SELECT o.{column} FROM {table} o WHERE o.{object} = s.c{staged}
-                                 ORDER BY o.\"registreringFra\" DESC, o.\"virkningFra\" DESC LIMIT 1)
+                                 ORDER BY o.\"registreringFra\" DESC, o.\"virkningFra\" DESC,
+                                          o.\"datafordelerRowId\" DESC LIMIT 1)
                                END AS p_x{n}",
                             staged = offset + entity.object_id
                         ));

@@ -116,10 +116,33 @@ async fn import_inner(
         rows_counter.clone(),
     );
 
+    // A re-delivery is hashed before taking the lock, not to hold up the register's imports
+    // (last_sequence only grows, so the unlocked read cannot mislead).
+    if header.sequence <= apply::last_sequence(conn, &register.name).await? {
+        let summary = redelivery(conn, reader, &header, timer).await?;
+        observer.finished(&summary);
+        return Ok(summary);
+    }
     let mut tx = conn.begin().await?;
     let state = apply::lock_register(&mut tx, &register.name).await?;
-    if header.sequence != state.last_sequence + 1 {
-        let summary = redelivery_or_gap(tx, reader, &header, &state, timer).await?;
+    if header.sequence > state.last_sequence + 1 {
+        let (file, register, expected, got) = (
+            reader.file().to_owned(),
+            header.register.clone(),
+            state.last_sequence + 1,
+            header.sequence,
+        );
+        return Err(ImportError::Gap {
+            file,
+            register,
+            expected,
+            got,
+        });
+    }
+    if header.sequence <= state.last_sequence {
+        // Another importer committed this package while we waited for the lock.
+        tx.rollback().await?;
+        let summary = redelivery(conn, reader, &header, timer).await?;
         observer.finished(&summary);
         return Ok(summary);
     }
@@ -135,6 +158,7 @@ async fn import_inner(
         sequence: header.sequence,
         last_eventid: state.last_eventid + totals.events(),
         row_delta: totals.inserted - totals.deleted,
+        written_at: state.written_at,
         sha256: &parsed.sha256,
         file: &file,
         created: header.created,
@@ -176,34 +200,23 @@ fn open_package<'r>(
     Ok((reader, header, register))
 }
 
-/// A package that is not the next one: an identical re-delivery (a no-op), a re-delivery with
-/// other content, or a gap. Rolls the transaction back.
-async fn redelivery_or_gap(
-    mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
+/// A package whose sequence number was imported: identical content is a no-op, other content
+/// is refused.
+async fn redelivery(
+    conn: &mut PgConnection,
     reader: PackageReader,
     header: &Header,
-    state: &apply::RegisterState,
     timer: Instant,
 ) -> Result<PackageSummary, ImportError> {
     let file = reader.file().to_owned();
-    if header.sequence > state.last_sequence + 1 {
-        let (register, expected, got) = (
-            header.register.clone(),
-            state.last_sequence + 1,
-            header.sequence,
-        );
-        return Err(ImportError::Gap {
-            file,
-            register,
-            expected,
-            got,
-        });
-    }
     let found = tokio::task::spawn_blocking(move || reader.finish())
         .await
         .map_err(anyhow::Error::from)??;
-    let stored = apply::imported_sha256(&mut tx, state.register_id, header.sequence).await?;
-    tx.rollback().await?;
+    let register_id: i16 = sqlx::query_scalar("SELECT register_id FROM registers WHERE name = $1")
+        .bind(&header.register)
+        .fetch_one(&mut *conn)
+        .await?;
+    let stored = apply::imported_sha256(conn, register_id, header.sequence).await?;
     match stored {
         Some(stored) if stored == found => Ok(already_imported(file, header, found, timer)),
         stored => Err(ImportError::Conflict {
@@ -269,6 +282,7 @@ async fn apply_entities(
             index,
             sequence: header.sequence,
             base_eventid: state.last_eventid + totals.events(),
+            written_at: state.written_at,
         };
         observer.phase(&format!("applying {}", entity.name));
         let entity_timer = Instant::now();

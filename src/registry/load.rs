@@ -206,6 +206,14 @@ fn check_identifier(name: &str, what: &str) -> Result<(), String> {
 
 fn validate_entity(raw: RawEntity, register_protected: bool) -> Result<Entity, String> {
     check_identifier(&raw.name, "entity")?;
+    // Its table's indexes are named <entity>__rowkey and the like: keep those names unique
+    // and within PostgreSQL's 63 bytes.
+    if raw.name.len() > 50 || raw.name.contains("__") {
+        return Err(format!(
+            "entity name \"{}\" must be at most 50 characters and must not contain \"__\"",
+            raw.name
+        ));
+    }
     if raw.attributes.is_empty() {
         return Err("an entity needs at least one [[entities.attributes]]".into());
     }

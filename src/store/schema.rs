@@ -31,7 +31,9 @@ async fn sync_register(conn: &mut PgConnection, register: &Register) -> anyhow::
     let definition = serde_json::to_value(register)?;
     let sha = hex::encode(Sha256::digest(definition.to_string().as_bytes()));
     let existing: Option<(i16, String)> =
-        sqlx::query_as("SELECT register_id, definition_sha256 FROM registers WHERE name = $1")
+        // FOR UPDATE first: imports take this row before the entity tables, so a sync that
+        // alters a table takes its locks in the same order.
+        sqlx::query_as("SELECT register_id, definition_sha256 FROM registers WHERE name = $1 FOR UPDATE")
             .bind(&register.name)
             .fetch_optional(&mut *conn)
             .await?;
@@ -176,14 +178,14 @@ async fn create_entity_table(
     // serialised, a key twice in one package is refused, an existing key is always updated).
     let rowkey = format!(
         "CREATE INDEX {} ON {table} USING hash (rowkey)",
-        quote_ident(&format!("{name}_rowkey"))
+        quote_ident(&format!("{name}__rowkey"))
     );
     execute(conn, &rowkey).await?;
     // Serves lookups by object id (an object's registrations are few; bitemporal filters on
     // them need no index of their own).
     let object = format!(
         "CREATE INDEX {} ON {table} ({})",
-        quote_ident(&format!("{name}_object")),
+        quote_ident(&format!("{name}__object")),
         quote_ident(&entity.object_id_attribute().name)
     );
     execute(conn, &object).await?;
@@ -191,7 +193,7 @@ async fn create_entity_table(
     // datafordelerRowId order, for keyset paging. Its keys are UUID v7, so inserts append.
     let current = format!(
         "CREATE INDEX {} ON {table} (\"datafordelerRowId\") WHERE \"registreringTil\" IS NULL",
-        quote_ident(&format!("{name}_current"))
+        quote_ident(&format!("{name}__current"))
     );
     execute(conn, &current).await
 }
