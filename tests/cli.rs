@@ -183,3 +183,53 @@ async fn check_validates_without_a_database() {
             .contains(":2: field \"entity\": unknown entity \"Bygnig\"")
     );
 }
+
+#[tokio::test]
+async fn the_demo_imports_the_next_packages_on_every_run_whatever_rows_it_is_given() {
+    let db = TestDb::new().await;
+    let data_dir = db.dir.path().join("state");
+    let data_dir = data_dir.to_str().unwrap();
+    let first = fordeler(
+        &db,
+        &[
+            "demo",
+            "--data-dir",
+            data_dir,
+            "--packages",
+            "2",
+            "--rows",
+            "100",
+        ],
+    );
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    // A later run with other --rows continues the imported history instead of breaking it.
+    let second = fordeler(
+        &db,
+        &[
+            "demo",
+            "--data-dir",
+            data_dir,
+            "--packages",
+            "1",
+            "--rows",
+            "300",
+        ],
+    );
+    assert!(
+        second.status.success(),
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&second.stdout)
+            .contains("continuing the imported history of 100 rows per package")
+    );
+    let status = json(&fordeler(&db, &["status", "--json"]));
+    for register in status.as_array().unwrap() {
+        assert_eq!(register["last_sequence"], 3, "{register}");
+    }
+}

@@ -21,6 +21,20 @@ pub struct Opts {
     rows: u64,
 }
 
+/// Rows per package of the history already imported for `register` (its package 1), if any:
+/// the next packages must continue that history, or their corrections and deletes would name
+/// rows that do not exist.
+async fn history_rows(pool: &sqlx::PgPool, register: &str) -> anyhow::Result<Option<u64>> {
+    let rows: Option<i64> = sqlx::query_scalar(
+        "SELECT p.rows_read FROM import_packages p JOIN registers r USING (register_id)
+         WHERE r.name = $1 AND p.sequence = 1",
+    )
+    .bind(register)
+    .fetch_optional(pool)
+    .await?;
+    Ok(rows.map(|n| n as u64))
+}
+
 /// Generates the next packages of each register's sample history and imports them.
 pub async fn run(opts: Opts) -> anyhow::Result<()> {
     let (pool, registry, url) = opts.db.open(2).await?;
@@ -32,9 +46,19 @@ pub async fn run(opts: Opts) -> anyhow::Result<()> {
             .iter()
             .find(|s| s.register == register.name)
             .map_or(0, |s| s.last_sequence);
+        let rows = history_rows(&pool, &register.name)
+            .await?
+            .unwrap_or(opts.rows);
+        if rows != opts.rows {
+            println!(
+                "{}: continuing the imported history of {rows} rows per package (--rows {} would \
+                 start another; use a new --data-dir or DATABASE_URL for that)",
+                register.name, opts.rows
+            );
+        }
         let options = GenerateOptions {
             packages: opts.packages,
-            rows: opts.rows,
+            rows,
             seed: 7,
             start_seq: last as u64 + 1,
             out: out.clone(),

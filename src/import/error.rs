@@ -6,7 +6,7 @@ use crate::package::PackageError;
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
     /// The package is malformed or breaks the register definition; nothing of it was applied.
-    #[error("{0}")]
+    #[error(transparent)]
     Invalid(#[from] PackageError),
     /// The package does not follow the last imported one.
     #[error("{file}: expected package {expected} of {register}, got {got}")]
@@ -38,7 +38,7 @@ pub enum ImportError {
         found: String,
     },
     /// Database or I/O failure; nothing of the package was applied.
-    #[error("{0:#}")]
+    #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
 
