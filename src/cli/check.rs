@@ -11,7 +11,7 @@ use std::time::Instant;
 use anyhow::Context;
 
 use crate::import::staging_columns;
-use crate::package::{Op, PackageReader, RowEncoder};
+use crate::package::{Op, PackageError, RowEncoder};
 use crate::registry::{self, Registry};
 
 /// Options of `fordeler check`.
@@ -68,19 +68,8 @@ impl From<anyhow::Error> for Failure {
 
 fn check(registry: &Registry, file: &Path, copy_out: Option<&Path>) -> Result<(), Failure> {
     let timer = Instant::now();
-    let invalid = |e: crate::package::PackageError| Failure::Invalid(e.to_string());
-    let mut reader = PackageReader::open(file).map_err(invalid)?;
-    let header = reader.read_header().map_err(invalid)?;
-    let register = registry.get(&header.register).ok_or_else(|| {
-        Failure::Invalid(
-            reader
-                .error(
-                    Some("register"),
-                    format!("unknown register \"{}\"", header.register),
-                )
-                .to_string(),
-        )
-    })?;
+    let invalid = |e: PackageError| Failure::Invalid(e.to_string());
+    let (mut reader, header, register) = crate::package::open(registry, file).map_err(invalid)?;
     let mut out = match copy_out {
         Some(path) => {
             let ddl = format!(
@@ -118,9 +107,7 @@ fn check(registry: &Registry, file: &Path, copy_out: Option<&Path>) -> Result<()
             .context("cannot write the COPY file")?;
     }
     if let Some(expected) = header.rows.filter(|n| *n != rows) {
-        return Err(Failure::Invalid(format!(
-            "{name}: field \"rows\": the header announces {expected} rows but the file has {rows}"
-        )));
+        return Err(invalid(PackageError::row_count(&name, expected, rows)));
     }
     let sha256 = reader.finish().map_err(invalid)?;
     let entities: Vec<String> = register

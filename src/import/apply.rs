@@ -68,13 +68,14 @@ pub async fn last_sequence(conn: &mut PgConnection, name: &str) -> sqlx::Result<
 /// Checksum of an imported package, if that sequence number was imported.
 pub async fn imported_sha256(
     conn: &mut PgConnection,
-    register_id: i16,
+    register: &str,
     sequence: i64,
 ) -> sqlx::Result<Option<String>> {
     sqlx::query_scalar(
-        "SELECT sha256 FROM import_packages WHERE register_id = $1 AND sequence = $2",
+        "SELECT p.sha256 FROM import_packages p JOIN registers r USING (register_id)
+         WHERE r.name = $1 AND p.sequence = $2",
     )
-    .bind(register_id)
+    .bind(register)
     .bind(sequence)
     .fetch_optional(&mut *conn)
     .await

@@ -104,7 +104,7 @@ async fn import_inner(
 ) -> Result<PackageSummary, ImportError> {
     let timer = Instant::now();
     let started_at = Utc::now();
-    let (reader, header, register) = open_package(registry, path)?;
+    let (reader, header, register) = crate::package::open(registry, path)?;
     *header_out = Some(header.clone());
     let rows_counter = Arc::new(AtomicU64::new(0));
     let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
@@ -182,24 +182,6 @@ async fn import_inner(
     Ok(summary)
 }
 
-/// Opens the file, reads its header and finds its register.
-fn open_package<'r>(
-    registry: &'r Registry,
-    path: &Path,
-) -> Result<(PackageReader, Header, &'r Register), ImportError> {
-    let mut reader = PackageReader::open(path)?;
-    let header = reader.read_header()?;
-    let Some(register) = registry.get(&header.register) else {
-        let message = format!(
-            "unknown register \"{}\" (known: {})",
-            header.register,
-            registry.names()
-        );
-        return Err(reader.error(Some("register"), message).into());
-    };
-    Ok((reader, header, register))
-}
-
 /// A package whose sequence number was imported: identical content is a no-op, other content
 /// is refused.
 async fn redelivery(
@@ -212,11 +194,7 @@ async fn redelivery(
     let found = tokio::task::spawn_blocking(move || reader.finish())
         .await
         .map_err(anyhow::Error::from)??;
-    let register_id: i16 = sqlx::query_scalar("SELECT register_id FROM registers WHERE name = $1")
-        .bind(&header.register)
-        .fetch_one(&mut *conn)
-        .await?;
-    let stored = apply::imported_sha256(conn, register_id, header.sequence).await?;
+    let stored = apply::imported_sha256(conn, &header.register, header.sequence).await?;
     match stored {
         Some(stored) if stored == found => Ok(already_imported(file, header, found, timer)),
         stored => Err(ImportError::Conflict {
@@ -477,15 +455,7 @@ fn parse_rows(
     if let Some(expected) = expected_rows
         && expected != counts.rows
     {
-        return Err(PackageError {
-            file,
-            line: 0,
-            field: Some("rows".into()),
-            message: format!(
-                "the header announces {expected} rows but the file has {} (truncated?)",
-                counts.rows
-            ),
-        });
+        return Err(PackageError::row_count(&file, expected, counts.rows));
     }
     Ok(Parsed {
         rows: counts.rows,

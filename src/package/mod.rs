@@ -58,3 +58,35 @@ impl fmt::Display for PackageError {
 }
 
 impl std::error::Error for PackageError {}
+
+impl PackageError {
+    /// The header announced `expected` rows but the file has `found`.
+    pub fn row_count(file: &str, expected: u64, found: u64) -> Self {
+        PackageError {
+            file: file.to_owned(),
+            line: 0,
+            field: Some("rows".into()),
+            message: format!(
+                "the header announces {expected} rows but the file has {found} (truncated?)"
+            ),
+        }
+    }
+}
+
+/// Opens a package, reads its header and finds its register in `registry`.
+pub fn open<'r>(
+    registry: &'r crate::registry::Registry,
+    path: &std::path::Path,
+) -> Result<(PackageReader, Header, &'r crate::registry::Register), PackageError> {
+    let mut reader = PackageReader::open(path)?;
+    let header = reader.read_header()?;
+    let Some(register) = registry.get(&header.register) else {
+        let message = format!(
+            "unknown register \"{}\" (known: {})",
+            header.register,
+            registry.names()
+        );
+        return Err(reader.error(Some("register"), message));
+    };
+    Ok((reader, header, register))
+}

@@ -161,9 +161,4 @@ impl PackageReader {
         while self.next_line()?.is_some() {}
         Ok(hex::encode(self.hasher.finalize()))
     }
-
-    /// Number of the line last read.
-    pub fn line_no(&self) -> u64 {
-        self.line_no
-    }
 }

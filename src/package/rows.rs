@@ -151,11 +151,6 @@ impl<'r> RowEncoder<'r> {
         self.offsets[entity]
     }
 
-    /// Total staging columns.
-    pub fn columns(&self) -> usize {
-        self.columns
-    }
-
     /// Validates one row line and appends its COPY text line to `out`. On error `out` is left
     /// as it was. Returns the entity index and the operation.
     pub fn encode(
