@@ -6,6 +6,8 @@ mod demo;
 mod generate;
 mod import;
 mod migrate;
+mod schema;
+pub mod serve;
 mod status;
 
 use clap::{Parser, Subcommand};
@@ -28,6 +30,10 @@ enum Command {
     Generate(generate::Opts),
     /// Apply database migrations and create the storage of every register definition.
     Migrate(migrate::Opts),
+    /// Serve the GraphQL API (queries, GraphiQL, health, metrics) over HTTP.
+    Serve(serve::Opts),
+    /// Print the GraphQL schema (SDL) the register definitions give.
+    Schema(schema::Opts),
     /// Show each register's last package, last eventid, rows and events.
     Status(status::Opts),
     /// Run the demo: start PostgreSQL, import sample packages of every register, show status.
@@ -45,6 +51,8 @@ impl Cli {
             Command::Generate(opts) => generate::run(opts),
             Command::Migrate(opts) => migrate::run(opts).await,
             Command::Status(opts) => status::run(opts).await,
+            Command::Serve(opts) => serve::run(opts).await,
+            Command::Schema(opts) => schema::run(opts),
             Command::Demo(opts) => demo::run(opts).await,
             Command::Db(opts) => db::run(opts),
         };

@@ -57,6 +57,23 @@ pub async fn lock_register(conn: &mut PgConnection, name: &str) -> sqlx::Result<
     })
 }
 
+/// Names the session `fordeler import <register> <sequence>` until the transaction ends, so that
+/// `RegisterImportStatus` can tell an import is running (it dies with the session, crash or not).
+pub async fn announce_import(
+    conn: &mut PgConnection,
+    register: &str,
+    sequence: i64,
+) -> sqlx::Result<()> {
+    sqlx::query("SELECT set_config('application_name', $1, true)")
+        .bind(format!("{IMPORT_APPLICATION_NAME}{register} {sequence}"))
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// The prefix of an importing session's `application_name`.
+pub const IMPORT_APPLICATION_NAME: &str = "fordeler import ";
+
 /// The register's last imported sequence number, without locking (it only ever grows).
 pub async fn last_sequence(conn: &mut PgConnection, name: &str) -> sqlx::Result<i64> {
     sqlx::query_scalar("SELECT last_sequence FROM registers WHERE name = $1")

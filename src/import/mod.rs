@@ -6,6 +6,7 @@
 //! point (bad row, crash, kill) rolls everything back; rerunning completes the package.
 
 mod apply;
+pub use apply::IMPORT_APPLICATION_NAME;
 mod error;
 mod summary;
 
@@ -146,6 +147,7 @@ async fn import_inner(
         observer.finished(&summary);
         return Ok(summary);
     }
+    apply::announce_import(&mut tx, &register.name, header.sequence).await?;
     let file = reader.file().to_owned();
     let parsed = stage(&mut tx, register, reader, &header, rows_counter, &timer).await?;
     observer.phase("applying");

@@ -1,0 +1,158 @@
+//! `fordeler serve`: the GraphQL API over HTTP until SIGTERM or Ctrl-C.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+
+use crate::database::DatabaseOpts;
+use crate::graphql::{Api, Limits};
+use crate::http::{self, AppState, HttpConfig};
+use crate::metrics::Metrics;
+
+/// Options of `fordeler serve`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Opts {
+    /// Database and register definitions.
+    #[command(flatten)]
+    pub db: DatabaseOpts,
+    /// Address to listen on.
+    #[arg(long, env = "FORDELER_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Most database connections the server opens.
+    #[arg(long, env = "FORDELER_POOL_SIZE", default_value_t = 16)]
+    pub pool_size: u32,
+    /// Page size when a query gives no `first`.
+    #[arg(long, env = "FORDELER_DEFAULT_PAGE_SIZE", default_value_t = 100)]
+    pub default_page_size: usize,
+    /// Largest `first` a query may ask for; more is a LIMIT_EXCEEDED error.
+    #[arg(long, env = "FORDELER_MAX_PAGE_SIZE", default_value_t = 1000)]
+    pub max_page_size: usize,
+    /// Most values in one `in`/`nin` list.
+    #[arg(long, env = "FORDELER_MAX_IN_LIST", default_value_t = 1000)]
+    pub max_in_list: usize,
+    /// Deepest selection nesting a query may have.
+    #[arg(long, env = "FORDELER_MAX_DEPTH", default_value_t = 12)]
+    pub max_depth: usize,
+    /// Highest query complexity (one per selected field).
+    #[arg(long, env = "FORDELER_MAX_COMPLEXITY", default_value_t = 500)]
+    pub max_complexity: usize,
+    /// Most aliases in one request.
+    #[arg(long, env = "FORDELER_MAX_ALIASES", default_value_t = 20)]
+    pub max_aliases: usize,
+    /// Most root fields in one operation.
+    #[arg(long, env = "FORDELER_MAX_ROOT_FIELDS", default_value_t = 10)]
+    pub max_root_fields: usize,
+    /// Largest request body in bytes.
+    #[arg(long, env = "FORDELER_BODY_LIMIT", default_value_t = 1024 * 1024)]
+    pub body_limit: usize,
+    /// Longest a GraphQL request may run (`30s`, `1500ms`, `2m`).
+    #[arg(long, env = "FORDELER_REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub request_timeout: Duration,
+    /// Serve GraphiQL's scripts from this directory (an npm install of graphiql@3.8.3,
+    /// react@18.3.1 and react-dom@18.3.1, i.e. its node_modules) instead of the unpkg CDN.
+    #[arg(long, env = "FORDELER_GRAPHIQL_ASSETS")]
+    pub graphiql_assets: Option<PathBuf>,
+}
+
+impl Opts {
+    /// The query limits these options set.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            default_page_size: self.default_page_size,
+            max_page_size: self.max_page_size,
+            max_in_list: self.max_in_list,
+            max_depth: self.max_depth,
+            max_complexity: self.max_complexity,
+            max_aliases: self.max_aliases,
+            max_root_fields: self.max_root_fields,
+            ..Limits::default()
+        }
+    }
+
+    /// The HTTP settings these options set.
+    pub fn http(&self) -> HttpConfig {
+        HttpConfig {
+            body_limit: self.body_limit,
+            request_timeout: self.request_timeout,
+            graphiql_assets: self.graphiql_assets.clone(),
+        }
+    }
+}
+
+/// Parses `30s`, `1500ms`, `10m`, `1h` (a bare number is seconds).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration such as 30s, 1500ms, 10m or 1h"))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "" | "s" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        "h" => Ok(Duration::from_secs(n * 3600)),
+        _ => Err(format!(
+            "{text:?}: unknown unit {unit:?}; use ms, s, m or h"
+        )),
+    }
+}
+
+/// Serves until SIGTERM or Ctrl-C.
+pub async fn run(opts: Opts) -> anyhow::Result<()> {
+    let (pool, registry, _) = opts.db.open(opts.pool_size).await?;
+    let api = Api::new(pool, Arc::new(registry), opts.limits(), Metrics::new());
+    let router = http::router(AppState::new(&api, opts.http())?);
+    let listener = TcpListener::bind(opts.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", opts.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, "serving GraphQL");
+    eprintln!("fordeler: GraphQL at http://{addr}/graphql (GraphiQL in a browser)");
+    http::serve(listener, router, shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Completes on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_take_a_unit() {
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("1500ms"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
+        assert!(parse_duration("10 minutes").is_err());
+        assert!(parse_duration("").is_err());
+    }
+}

@@ -1,0 +1,296 @@
+//! `<REGISTER>_<Entity>`: an entity's rows valid at a bitemporal point, or any stored row by id.
+
+use std::sync::Arc;
+
+use async_graphql::Value;
+use async_graphql::dynamic::{
+    Field, FieldFuture, FieldValue, InputValue, Object, ResolverContext, Type, TypeRef,
+};
+
+use super::access::Access;
+use super::connection::{self, Keyed, Page};
+use async_graphql::ErrorExtensions;
+
+use super::errors::ApiError;
+use super::filters::{self, FilterField, FilterFields};
+use super::{Api, Limits, scalars};
+use crate::query::entities::{self as store, ROW_ID, STANDARD_FIELDS};
+use crate::query::{Bitemporal, Cursor, EntityQuery, EntityRow, Scalar};
+use crate::registry::{Entity, Register, Registry};
+
+/// The data API of one entity.
+#[derive(Debug)]
+pub struct EntityApi {
+    register: Register,
+    entity: Entity,
+    /// `BBR_Bygning`.
+    name: Arc<str>,
+    fields: FilterFields,
+    field_order: Vec<(String, FilterField)>,
+}
+
+impl Keyed for EntityRow {
+    fn cursor(&self) -> Cursor {
+        match self.0.get(ROW_ID) {
+            Some(Some(Scalar::Uuid(id))) => Cursor::Row(*id),
+            _ => Cursor::Row(uuid::Uuid::nil()),
+        }
+    }
+}
+
+impl EntityApi {
+    /// The data APIs of every entity of every register.
+    pub fn all(registry: &Registry) -> Vec<Self> {
+        registry
+            .registers()
+            .iter()
+            .flat_map(|r| r.entities.iter().map(move |e| Self::new(r, e)))
+            .collect()
+    }
+
+    fn new(register: &Register, entity: &Entity) -> Self {
+        let searchable = |slot: usize| {
+            slot >= STANDARD_FIELDS.len()
+                && entity.attributes[slot - STANDARD_FIELDS.len()].searchable
+        };
+        let filterable = |slot: usize| {
+            slot < STANDARD_FIELDS.len()
+                || entity.attributes[slot - STANDARD_FIELDS.len()].filterable
+        };
+        let field_order: Vec<(String, FilterField)> = store::columns(entity)
+            .into_iter()
+            .filter(|c| filterable(c.slot))
+            .map(|column| {
+                let searchable = searchable(column.slot);
+                (column.name.clone(), FilterField { column, searchable })
+            })
+            .collect();
+        Self {
+            register: register.clone(),
+            entity: entity.clone(),
+            name: format!("{}_{}", register.name, entity.name).into(),
+            fields: field_order.iter().cloned().collect(),
+            field_order,
+        }
+    }
+
+    /// The root field and the types it needs.
+    pub fn schema(&self) -> (Field, Vec<Type>) {
+        let node = self.name.to_string();
+        let (connection, edge) = connection::types::<EntityRow>(&node);
+        let filter_name = format!("{node}FilterInput");
+        let filter = filters::filter_type(
+            &filter_name,
+            &format!("Conditions on {node} rows."),
+            &self.field_order,
+        );
+        let name = self.name.clone();
+        let field = Field::new(
+            node.clone(),
+            TypeRef::named_nn(connection.type_name()),
+            move |ctx| {
+                let name = name.clone();
+                FieldFuture::new(async move {
+                    let api = ctx.data::<Arc<Api>>()?;
+                    let page = resolve(api, &name, &ctx).await;
+                    api.observe(&name, &page);
+                    let page = page.map_err(|e| e.extend())?;
+                    Ok(Some(FieldValue::owned_any(page)))
+                })
+            },
+        )
+        .description(format!(
+            "{} rows valid at `registreringstid` and `virkningstid` (default: now), ascending \
+             `datafordelerRowId`. {} A `datafordelerRowId` `eq`/`in` filter without explicit \
+             times reaches every stored registration, current or not.",
+            node,
+            if self.entity.protected {
+                "Protected: needs a grant."
+            } else {
+                "Open data."
+            }
+        ))
+        .argument(InputValue::new("first", TypeRef::named(TypeRef::INT)))
+        .argument(InputValue::new("after", TypeRef::named(TypeRef::STRING)))
+        .argument(InputValue::new("where", TypeRef::named(filter_name)))
+        .argument(
+            InputValue::new("registreringstid", TypeRef::named("DafDateTime"))
+                .description("Transaction time (default: now)."),
+        )
+        .argument(
+            InputValue::new("virkningstid", TypeRef::named("DafDateTime"))
+                .description("Valid time (default: now)."),
+        );
+        let types = vec![
+            self.node_type().into(),
+            connection.into(),
+            edge.into(),
+            filter.into(),
+        ];
+        (field, types)
+    }
+
+    fn node_type(&self) -> Object {
+        let mut object =
+            Object::new(self.name.to_string()).description(self.entity.description.as_str());
+        let standard = STANDARD_FIELDS.iter().map(|(name, ty)| {
+            (
+                name.to_string(),
+                *ty,
+                standard_description(name).to_owned(),
+                true,
+            )
+        });
+        let attributes = self
+            .entity
+            .attributes
+            .iter()
+            .map(|a| (a.name.clone(), a.ty, a.description.clone(), a.required));
+        for (slot, (name, ty, description, required)) in standard.chain(attributes).enumerate() {
+            let non_null =
+                required && !matches!(name.as_str(), "registreringTil" | "virkningTil" | "status");
+            let ty_ref = if non_null {
+                TypeRef::named_nn(scalars::type_name(ty))
+            } else {
+                TypeRef::named(scalars::type_name(ty))
+            };
+            object = object.field(
+                Field::new(name, ty_ref, move |ctx| {
+                    FieldFuture::Value(row(&ctx).map(|r| FieldValue::value(slot_value(r, slot))))
+                })
+                .description(description),
+            );
+        }
+        if self.entity.attribute("id").is_none() {
+            let slot = STANDARD_FIELDS.len() + self.entity.object_id;
+            object = object.field(
+                Field::new("id", TypeRef::named(TypeRef::STRING), move |ctx| {
+                    FieldFuture::Value(row(&ctx).map(|r| {
+                        FieldValue::value(match slot_value(r, slot) {
+                            Value::String(s) => Value::String(s),
+                            Value::Null => Value::Null,
+                            other => Value::String(other.to_string()),
+                        })
+                    }))
+                })
+                .description(format!(
+                    "The object id ({}) as text.",
+                    self.entity.object_id_attribute().name
+                )),
+            );
+        }
+        object
+    }
+}
+
+/// What the standard fields of every entity mean.
+fn standard_description(name: &str) -> &'static str {
+    match name {
+        "datafordelerRowId" => "fordeler's id of this row (one registration), stable for its life.",
+        "datafordelerRowVersion" => "1 when the row was inserted, +1 on every change to it.",
+        "datafordelerOpdateringstid" => "When fordeler last wrote the row.",
+        "datafordelerRegisterImportSequenceNumber" => {
+            "Sequence number of the package that last touched the row."
+        }
+        "registreringFra" => "Start of the registration (transaction time).",
+        "registreringTil" => "End of the registration; null while it is current.",
+        "virkningFra" => "Start of validity in the real world (valid time).",
+        "virkningTil" => "End of validity; null while open-ended.",
+        _ => "Status of the registration, as the register gives it.",
+    }
+}
+
+fn row<'a>(ctx: &ResolverContext<'a>) -> Option<&'a EntityRow> {
+    ctx.parent_value.downcast_ref::<EntityRow>()
+}
+
+fn slot_value(row: &EntityRow, slot: usize) -> Value {
+    row.0
+        .get(slot)
+        .and_then(Option::as_ref)
+        .map_or(Value::Null, scalars::to_value)
+}
+
+/// The `first` argument: default, refused when negative, `LIMIT_EXCEEDED` over the cap.
+pub fn page_size(ctx: &ResolverContext<'_>, limits: &Limits) -> Result<usize, ApiError> {
+    let Some(first) = ctx.args.get("first").filter(|v| !v.is_null()) else {
+        return Ok(limits.default_page_size);
+    };
+    let first = first
+        .i64()
+        .map_err(|_| ApiError::BadUserInput("first: expected an Int".into()))?;
+    if first < 0 {
+        return Err(ApiError::BadUserInput(format!(
+            "first: {first} is negative"
+        )));
+    }
+    if first as u64 > limits.max_page_size as u64 {
+        return Err(ApiError::LimitExceeded(format!(
+            "first: {first} is over the maximum page size {}",
+            limits.max_page_size
+        )));
+    }
+    Ok(first as usize)
+}
+
+fn time_arg(
+    ctx: &ResolverContext<'_>,
+    name: &str,
+) -> Result<Option<chrono::DateTime<chrono::Utc>>, ApiError> {
+    match ctx.args.get(name).filter(|v| !v.is_null()) {
+        None => Ok(None),
+        Some(v) => v
+            .string()
+            .ok()
+            .and_then(scalars::parse_timestamp)
+            .map(Some)
+            .ok_or_else(|| ApiError::BadUserInput(format!("{name}: not a DafDateTime"))),
+    }
+}
+
+async fn resolve(
+    api: &Api,
+    name: &str,
+    ctx: &ResolverContext<'_>,
+) -> Result<Page<EntityRow>, ApiError> {
+    let this = api
+        .entities
+        .iter()
+        .find(|e| &*e.name == name)
+        .ok_or(ApiError::Internal)?;
+    let access = ctx
+        .data_opt::<Access>()
+        .cloned()
+        .unwrap_or_else(Access::anonymous);
+    access.check(&this.register, &this.entity)?;
+    let filter = filters::parse_filter(ctx.args.get("where"), &this.fields, &api.limits)?;
+    let first = page_size(ctx, &api.limits)?;
+    let at = Bitemporal {
+        registreringstid: time_arg(ctx, "registreringstid")?,
+        virkningstid: time_arg(ctx, "virkningstid")?,
+    };
+    let after = match ctx.args.get("after").filter(|v| !v.is_null()) {
+        None => None,
+        Some(v) => match Cursor::decode(v.string().unwrap_or_default(), name, false) {
+            Some(Cursor::Row(id)) => Some(id),
+            _ => {
+                return Err(ApiError::BadUserInput(format!(
+                    "after: not a cursor of {name}"
+                )));
+            }
+        },
+    };
+    let query = EntityQuery {
+        filter: &filter,
+        at,
+        after,
+        first,
+    };
+    let page = store::fetch_rows(&api.pool, &this.register, &this.entity, &query).await?;
+    Ok(Page {
+        field: this.name.clone(),
+        rows: Arc::new(page.rows),
+        has_next: page.has_next,
+        has_previous: after.is_some(),
+    })
+}

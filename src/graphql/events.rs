@@ -1,0 +1,271 @@
+//! `<REGISTER>_Events`: a register's events in eventid order.
+
+use std::sync::Arc;
+
+use async_graphql::Value;
+use async_graphql::dynamic::{
+    Field, FieldFuture, FieldValue, InputValue, Object, ResolverContext, Type, TypeRef,
+};
+
+use super::access::{Access, forbidden};
+use super::connection::{self, Keyed, Page};
+use async_graphql::ErrorExtensions;
+
+use super::errors::ApiError;
+use super::filters::{self, FilterField, FilterFields};
+use super::{Api, scalars};
+use crate::query::events::{self as store, EventQuery, EventRow, STANDARD_FIELDS};
+use crate::query::{Cursor, Filter, Scalar, Test};
+use crate::registry::{AttrType, Register};
+
+/// The events API of one register.
+#[derive(Debug)]
+pub struct RegisterEvents {
+    register: Register,
+    /// `BBR_Events`.
+    name: Arc<str>,
+    fields: FilterFields,
+    field_order: Vec<(String, FilterField)>,
+}
+
+impl Keyed for EventRow {
+    fn cursor(&self) -> Cursor {
+        Cursor::Event(self.eventid)
+    }
+}
+
+impl RegisterEvents {
+    /// The events API of `register`.
+    pub fn new(register: &Register) -> Self {
+        let filterable = |name: &str| {
+            register
+                .event_fields
+                .iter()
+                .find(|f| f.name == name)
+                .is_none_or(|f| f.filterable)
+        };
+        let field_order: Vec<(String, FilterField)> = store::columns(register)
+            .into_iter()
+            .filter(|c| filterable(&c.name))
+            .map(|column| {
+                let field = FilterField {
+                    column,
+                    searchable: false,
+                };
+                (field.column.name.clone(), field)
+            })
+            .collect();
+        Self {
+            register: register.clone(),
+            name: format!("{}_Events", register.name).into(),
+            fields: field_order.iter().cloned().collect(),
+            field_order,
+        }
+    }
+
+    /// The root field and the types it needs.
+    pub fn schema(self: &Self) -> (Field, Vec<Type>) {
+        let node = self.name.to_string();
+        let (connection, edge) = connection::types::<EventRow>(&node);
+        let filter_name = format!("{node}FilterInput");
+        let filter = filters::filter_type(
+            &filter_name,
+            &format!("Conditions on {} events.", self.register.name),
+            &self.field_order,
+        );
+        let index = self.register.name.clone();
+        let field = Field::new(
+            node.clone(),
+            TypeRef::named_nn(connection.type_name()),
+            move |ctx| {
+                let register = index.clone();
+                FieldFuture::new(async move {
+                    let api = ctx.data::<Arc<Api>>()?;
+                    let page = resolve(api, &register, &ctx).await;
+                    api.observe(&format!("{register}_Events"), &page);
+                    let page = page.map_err(|e| e.extend())?;
+                    Ok(Some(FieldValue::owned_any(page)))
+                })
+            },
+        )
+        .description(format!(
+            "Events of {}: one per changed row, ascending `eventid`, gap-free. Page with \
+             `first`/`after`, or filter `eventid: {{gt: last}}`.",
+            self.register.name
+        ))
+        .argument(InputValue::new("first", TypeRef::named(TypeRef::INT)))
+        .argument(InputValue::new("after", TypeRef::named(TypeRef::STRING)))
+        .argument(InputValue::new("where", TypeRef::named(filter_name)));
+        let types = vec![
+            self.node_type().into(),
+            connection.into(),
+            edge.into(),
+            filter.into(),
+        ];
+        (field, types)
+    }
+
+    fn node_type(&self) -> Object {
+        let mut object = Object::new(self.name.to_string()).description(format!(
+            "An event of {}: which row changed, how, and its new bitemporal values.",
+            self.register.name
+        ));
+        for (n, (name, _, ty)) in STANDARD_FIELDS.iter().enumerate() {
+            let ty = match n {
+                // Never null.
+                0..=5 | 7 | 8 => TypeRef::named_nn(scalars::type_name(*ty)),
+                _ => TypeRef::named(scalars::type_name(*ty)),
+            };
+            object = object.field(
+                Field::new(*name, ty, move |ctx| {
+                    FieldFuture::Value(event(&ctx).map(|e| FieldValue::value(standard_value(e, n))))
+                })
+                .description(DESCRIPTIONS[n]),
+            );
+        }
+        for extra in &self.register.event_fields {
+            let name = extra.name.clone();
+            object = object.field(
+                Field::new(
+                    extra.name.as_str(),
+                    TypeRef::named(scalars::type_name(extra.ty)),
+                    move |ctx| {
+                        let name = name.clone();
+                        FieldFuture::Value(
+                            event(&ctx).map(|e| FieldValue::value(extra_value(e, &name))),
+                        )
+                    },
+                )
+                .description(extra.description.as_str()),
+            );
+        }
+        object
+    }
+}
+
+/// What the standard event fields mean, in [`STANDARD_FIELDS`] order.
+const DESCRIPTIONS: [&str; 14] = [
+    "Identifier of the event: per register, from 1, gap-free, in commit order. Page with eventid > last.",
+    "Entity the event concerns, without the register prefix (`Bygning`).",
+    "`i` insert, `u` update, `d` delete.",
+    "Sequence number of the register's package that made the change.",
+    "When the event was written.",
+    "Always false: fordeler applies packages atomically, so no event comes from a failed import.",
+    "The register's id of the object, if the entity has one.",
+    "fordeler's id of the changed row: fetch it with datafordelerRowId: {eq: ...} on the entity.",
+    "Version of the row after the change (1 on insert).",
+    "New registreringFra of the row.",
+    "New registreringTil of the row (set when a registration is closed).",
+    "New status of the row.",
+    "New virkningFra of the row.",
+    "New virkningTil of the row.",
+];
+
+fn event<'a>(ctx: &ResolverContext<'a>) -> Option<&'a EventRow> {
+    ctx.parent_value.downcast_ref::<EventRow>()
+}
+
+/// The value of standard field `n` (in [`STANDARD_FIELDS`] order).
+pub fn standard_value(e: &EventRow, n: usize) -> Value {
+    let time = |t: &Option<chrono::DateTime<chrono::Utc>>| {
+        t.as_ref()
+            .map_or(Value::Null, |t| Value::String(scalars::timestamp(t)))
+    };
+    let text = |t: &Option<String>| t.as_ref().map_or(Value::Null, |t| Value::String(t.clone()));
+    match n {
+        0 => Value::from(e.eventid),
+        1 => Value::String(e.entityname.clone()),
+        2 => Value::String(e.eventaction.clone()),
+        3 => Value::from(e.datafordeler_import_sequence),
+        4 => Value::String(scalars::timestamp(&e.datafordeler_opdateringstid)),
+        5 => Value::Boolean(e.fromfailedimport),
+        6 => text(&e.object_id),
+        7 => Value::String(e.object_datafordeler_rowid.hyphenated().to_string()),
+        8 => Value::from(e.object_datafordeler_rowversion),
+        9 => time(&e.object_registreringfra),
+        10 => time(&e.object_registreringtil),
+        11 => text(&e.object_status),
+        12 => time(&e.object_virkningfra),
+        13 => time(&e.object_virkningtil),
+        _ => Value::Null,
+    }
+}
+
+/// The value of an extra event field, from the event's `extra` JSON.
+pub fn extra_value(e: &EventRow, name: &str) -> Value {
+    e.extra
+        .as_ref()
+        .and_then(|x| x.get(name))
+        .and_then(|v| Value::from_json(v.clone()).ok())
+        .unwrap_or(Value::Null)
+}
+
+async fn resolve(
+    api: &Api,
+    register: &str,
+    ctx: &ResolverContext<'_>,
+) -> Result<Page<EventRow>, ApiError> {
+    let events = api
+        .events
+        .iter()
+        .find(|e| e.register.name == register)
+        .ok_or(ApiError::Internal)?;
+    let access = ctx
+        .data_opt::<Access>()
+        .cloned()
+        .unwrap_or_else(Access::anonymous);
+    let hidden = access.hidden_entities(&events.register);
+    if hidden.len() == events.register.entities.len() {
+        return Err(forbidden(&events.register, "Events"));
+    }
+    let filter = filters::parse_filter(ctx.args.get("where"), &events.fields, &api.limits)?;
+    if let Some(entity) = named_entity(&filter, &hidden) {
+        return Err(forbidden(&events.register, entity));
+    }
+    let first = super::entities::page_size(ctx, &api.limits)?;
+    let after = match ctx.args.get("after").filter(|v| !v.is_null()) {
+        None => None,
+        Some(v) => match Cursor::decode(v.string().unwrap_or_default(), &events.name, true) {
+            Some(Cursor::Event(id)) => Some(id),
+            _ => {
+                return Err(ApiError::BadUserInput(format!(
+                    "after: not a cursor of {}",
+                    events.name
+                )));
+            }
+        },
+    };
+    let query = EventQuery {
+        filter: &filter,
+        after,
+        first,
+        hidden_entities: &hidden,
+    };
+    let page = store::fetch_events(&api.pool, &events.register, &query).await?;
+    Ok(Page {
+        field: events.name.clone(),
+        rows: Arc::new(page.rows),
+        has_next: page.has_next,
+        has_previous: after.is_some_and(|a| a > 0),
+    })
+}
+
+/// A hidden entity the filter asks for by name (`entityname: {eq: "Person"}` or `in`).
+fn named_entity<'a>(filter: &Filter, hidden: &'a [String]) -> Option<&'a str> {
+    let named = |s: &Scalar| {
+        hidden
+            .iter()
+            .find(|h| matches!(s, Scalar::Text(t) if t == *h))
+    };
+    filter.conditions().into_iter().find_map(|(column, test)| {
+        if column.name != "entityname" || column.ty != AttrType::Text {
+            return None;
+        }
+        match test {
+            Test::Eq(s) => named(s),
+            Test::In(list) => list.iter().find_map(named),
+            _ => None,
+        }
+        .map(String::as_str)
+    })
+}

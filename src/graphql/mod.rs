@@ -1,0 +1,181 @@
+//! The GraphQL API, derived from the register definitions at start-up (async-graphql dynamic
+//! schema). Knows nothing of HTTP: the `http` layer mounts [`Api::schema`] and calls `execute`.
+//!
+//! For each register `R`: `R_Events` and one `R_<Entity>` per entity (Relay connections with
+//! keyset cursors), plus `RegisterImportStatus` for all. Every `where` argument is parsed into
+//! the one [`Filter`](crate::query::Filter) representation and compiled to parameterised SQL.
+
+mod access;
+mod connection;
+mod entities;
+pub mod errors;
+mod events;
+mod filters;
+mod guard;
+mod scalars;
+mod status;
+
+use std::sync::Arc;
+
+use async_graphql::dynamic::{Object, Schema, SchemaError};
+use sqlx::PgPool;
+
+pub use access::Access;
+pub use errors::ApiError;
+
+use crate::metrics::Metrics;
+use crate::registry::Registry;
+
+/// Limits on what one request may ask for.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Page size when `first` is not given.
+    pub default_page_size: usize,
+    /// Largest `first`.
+    pub max_page_size: usize,
+    /// Most values in one `in`/`nin` list.
+    pub max_in_list: usize,
+    /// Most conditions in one `where`.
+    pub max_filter_terms: usize,
+    /// Deepest selection nesting.
+    pub max_depth: usize,
+    /// Highest query complexity (one per selected field).
+    pub max_complexity: usize,
+    /// Most aliased fields in one request.
+    pub max_aliases: usize,
+    /// Most root fields in one operation.
+    pub max_root_fields: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            default_page_size: 100,
+            max_page_size: 1000,
+            max_in_list: 1000,
+            max_filter_terms: 200,
+            max_depth: 12,
+            max_complexity: 500,
+            max_aliases: 20,
+            max_root_fields: 10,
+        }
+    }
+}
+
+/// What resolvers share: the store, the registers and the limits.
+#[derive(Debug)]
+pub struct Api {
+    pool: PgPool,
+    registry: Arc<Registry>,
+    limits: Limits,
+    metrics: Metrics,
+    events: Vec<events::RegisterEvents>,
+    entities: Vec<entities::EntityApi>,
+}
+
+impl Api {
+    /// The API over `pool` for the registers of `registry`.
+    pub fn new(
+        pool: PgPool,
+        registry: Arc<Registry>,
+        limits: Limits,
+        metrics: Metrics,
+    ) -> Arc<Self> {
+        let events = registry
+            .registers()
+            .iter()
+            .map(events::RegisterEvents::new)
+            .collect();
+        let entities = entities::EntityApi::all(&registry);
+        Arc::new(Self {
+            pool,
+            registry,
+            limits,
+            metrics,
+            events,
+            entities,
+        })
+    }
+
+    /// The database pool.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// The metrics resolvers record into.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Counts one resolved root field and the rows it returned.
+    fn observe<T>(&self, field: &str, result: &Result<connection::Page<T>, ApiError>) {
+        let outcome = match result {
+            Ok(page) => {
+                self.metrics
+                    .rows_returned
+                    .with_label_values(&[field])
+                    .inc_by(page.rows.len() as u64);
+                "ok"
+            }
+            Err(e) => e.code(),
+        };
+        self.metrics
+            .graphql_fields
+            .with_label_values(&[field, outcome])
+            .inc();
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Builds the executable schema.
+    pub fn schema(self: &Arc<Self>) -> Result<Schema, SchemaError> {
+        let mut query = Object::new("Query").description(
+            "Events and register data. Events: `<REGISTER>_Events`; rows valid at a bitemporal \
+             point: `<REGISTER>_<Entity>`; import progress: `RegisterImportStatus`.",
+        );
+        let mut builder_types = Vec::new();
+        for register_events in &self.events {
+            let (field, types) = register_events.schema();
+            query = query.field(field);
+            builder_types.extend(types);
+        }
+        for entity in &self.entities {
+            let (field, types) = entity.schema();
+            query = query.field(field);
+            builder_types.extend(types);
+        }
+        let (field, types) = status::schema();
+        query = query.field(field);
+        builder_types.extend(types);
+
+        let mut builder = Schema::build("Query", None, None)
+            .register(query)
+            .register(connection::page_info())
+            .data(self.clone())
+            .extension(guard::Guard::new(&self.limits))
+            .limit_depth(self.limits.max_depth)
+            .limit_complexity(self.limits.max_complexity)
+            .limit_recursive_depth(32);
+        for scalar in scalars::types() {
+            builder = builder.register(scalar);
+        }
+        for input in filters::operator_types() {
+            builder = builder.register(input);
+        }
+        for ty in builder_types {
+            builder = builder.register(ty);
+        }
+        builder.finish()
+    }
+}
+
+/// The SDL of the schema the registers of `registry` give, as `graphql/schema.graphql` holds it.
+pub fn sdl(registry: Arc<Registry>) -> anyhow::Result<String> {
+    // The schema needs a pool to execute, not to be printed: a lazy one never connects.
+    let pool = sqlx::postgres::PgPoolOptions::new().connect_lazy("postgres://localhost/unused")?;
+    let schema = Api::new(pool, registry, Limits::default(), Metrics::new()).schema()?;
+    Ok(schema.sdl())
+}

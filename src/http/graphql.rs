@@ -1,0 +1,177 @@
+//! `/graphql` per the GraphQL-over-HTTP spec: `POST` with a JSON body, `GET` with the request in
+//! the query string; `application/graphql-response+json` (request errors get a 4xx status) or
+//! `application/json` (always 200 once the request is well-formed). A browser asking for HTML at
+//! `GET /graphql` gets GraphiQL.
+
+use async_graphql::{Request, Response as GqlResponse, ServerError, Value};
+use axum::body::Bytes;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+
+use super::{AppState, graphiql};
+use crate::graphql::Access;
+use crate::graphql::errors::{codes, ensure_code};
+
+const GRAPHQL_RESPONSE: &str = "application/graphql-response+json";
+const JSON: &str = "application/json";
+
+/// `GET /graphql`: GraphiQL for a browser, else a query from the query string.
+pub async fn get(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let format = Format::negotiate(&headers);
+    let query = query.unwrap_or_default();
+    if !query.split('&').any(|p| p.starts_with("query=")) {
+        if accepts(&headers, "text/html") {
+            return Html(graphiql::page(state.config.graphiql_assets.is_some())).into_response();
+        }
+        return error_body(
+            StatusCode::BAD_REQUEST,
+            codes::BAD_REQUEST,
+            "GET /graphql needs a `query` parameter",
+        );
+    }
+    match async_graphql::http::parse_query_string(&query) {
+        Ok(request) => execute(&state, request, format).await,
+        Err(e) => error_body(
+            StatusCode::BAD_REQUEST,
+            codes::BAD_REQUEST,
+            &format!("invalid query string: {e}"),
+        ),
+    }
+}
+
+/// `POST /graphql` with a JSON body `{query, operationName, variables, extensions}`.
+pub async fn post(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let format = Format::negotiate(&headers);
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let media_type = content_type.split(';').next().unwrap_or("").trim();
+    if !media_type.eq_ignore_ascii_case(JSON) {
+        return error_body(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            codes::BAD_REQUEST,
+            "POST /graphql needs Content-Type: application/json",
+        );
+    }
+    match serde_json::from_slice::<Request>(&body) {
+        Ok(request) => execute(&state, request, format).await,
+        Err(e) => error_body(
+            StatusCode::BAD_REQUEST,
+            codes::BAD_REQUEST,
+            &format!("invalid JSON body: {e}"),
+        ),
+    }
+}
+
+/// `GET /graphql/schema.graphql`: the SDL.
+pub async fn schema_sdl(State(state): State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        state.sdl.to_string(),
+    )
+        .into_response()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Format {
+    GraphqlResponse,
+    Json,
+}
+
+impl Format {
+    fn negotiate(headers: &HeaderMap) -> Self {
+        if accepts(headers, GRAPHQL_RESPONSE) {
+            Format::GraphqlResponse
+        } else {
+            Format::Json
+        }
+    }
+
+    fn content_type(self) -> &'static str {
+        match self {
+            Format::GraphqlResponse => "application/graphql-response+json; charset=utf-8",
+            Format::Json => "application/json; charset=utf-8",
+        }
+    }
+}
+
+fn accepts(headers: &HeaderMap, media_type: &str) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|part| {
+            part.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .eq_ignore_ascii_case(media_type)
+        })
+}
+
+async fn execute(state: &AppState, request: Request, format: Format) -> Response {
+    let request = request.data(Access::anonymous());
+    let timeout = state.config.request_timeout;
+    let mut response = match tokio::time::timeout(timeout, state.schema.execute(request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            let message = format!(
+                "the request took longer than {} ms and was stopped",
+                timeout.as_millis()
+            );
+            let mut error = ServerError::new(message, None);
+            ensure_code(&mut error, codes::TIMEOUT);
+            let status = match format {
+                Format::GraphqlResponse => StatusCode::GATEWAY_TIMEOUT,
+                Format::Json => StatusCode::OK,
+            };
+            return json(status, format, &GqlResponse::from_errors(vec![error]));
+        }
+    };
+    for error in &mut response.errors {
+        ensure_code(error, codes::INTERNAL);
+    }
+    // A request that never reached execution (parse or validation failure) has no data.
+    let rejected = response.data == Value::Null && !response.errors.is_empty();
+    let status = match (format, rejected) {
+        (Format::GraphqlResponse, true) => StatusCode::BAD_REQUEST,
+        _ => StatusCode::OK,
+    };
+    json(status, format, &response)
+}
+
+fn json(status: StatusCode, format: Format, response: &GqlResponse) -> Response {
+    match serde_json::to_vec(response) {
+        Ok(body) => (
+            status,
+            [(header::CONTENT_TYPE, format.content_type())],
+            body,
+        )
+            .into_response(),
+        Err(_) => error_body(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            codes::INTERNAL,
+            "cannot encode the response",
+        ),
+    }
+}
+
+/// A request-level error in the GraphQL response shape: `{"errors": [{message, extensions}]}`.
+pub fn error_body(status: StatusCode, code: &str, message: &str) -> Response {
+    let body = serde_json::json!({
+        "errors": [{ "message": message, "extensions": { "code": code } }]
+    });
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json; charset=utf-8")],
+        body.to_string(),
+    )
+        .into_response()
+}

@@ -1,0 +1,110 @@
+//! The HTTP layer: mounts the GraphQL schema (`/graphql`), GraphiQL, the SDL, health, readiness
+//! and metrics, with request ids, a body-size limit, a timeout, panic recovery and one log line
+//! per request. Knows nothing of SQL beyond the readiness probe.
+
+mod graphiql;
+mod graphql;
+mod health;
+mod middleware;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_graphql::dynamic::Schema;
+use axum::Router;
+use axum::routing::get;
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::services::ServeDir;
+
+use crate::graphql::Api;
+use crate::metrics::Metrics;
+
+/// HTTP settings.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    /// Largest request body, in bytes.
+    pub body_limit: usize,
+    /// Longest time one GraphQL request may run.
+    pub request_timeout: Duration,
+    /// A directory holding GraphiQL's assets (`graphiql/`, `react/`, `react-dom/` as npm
+    /// installs them), for networks that cannot reach the CDN.
+    pub graphiql_assets: Option<PathBuf>,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            body_limit: 1024 * 1024,
+            request_timeout: Duration::from_secs(30),
+            graphiql_assets: None,
+        }
+    }
+}
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    schema: Schema,
+    pool: PgPool,
+    metrics: Metrics,
+    config: Arc<HttpConfig>,
+    sdl: Arc<str>,
+}
+
+impl AppState {
+    /// The state for serving `api`.
+    pub fn new(api: &Arc<Api>, config: HttpConfig) -> anyhow::Result<Self> {
+        let schema = api.schema()?;
+        let sdl = schema.sdl().into();
+        Ok(Self {
+            schema,
+            pool: api.pool().clone(),
+            metrics: api.metrics().clone(),
+            config: Arc::new(config),
+            sdl,
+        })
+    }
+}
+
+/// The application's routes and layers.
+pub fn router(state: AppState) -> Router {
+    let assets = state.config.graphiql_assets.clone();
+    let body_limit = state.config.body_limit;
+    let mut router = Router::new()
+        .route("/graphql", get(graphql::get).post(graphql::post))
+        .route("/graphql/schema.graphql", get(graphql::schema_sdl))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics));
+    if let Some(dir) = assets {
+        router = router.nest_service(graphiql::ASSETS_PATH, ServeDir::new(dir));
+    }
+    router
+        .fallback(middleware::not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::observe,
+        ))
+        .layer(RequestBodyLimitLayer::new(body_limit))
+        .layer(CatchPanicLayer::custom(middleware::panic_response))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .with_state(state)
+}
+
+/// Serves `router` on `listener` until `shutdown` completes, then drains open requests.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
+}

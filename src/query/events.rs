@@ -1,0 +1,184 @@
+//! Pages of a register's events in eventid order (keyset: `eventid > after`).
+//!
+//! Imports of a register are serialised and number their events under the register's lock, so
+//! commit order is eventid order: a page read at any moment is a gap-free prefix of the events,
+//! and `eventid > last` never skips one however imports and readers interleave.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgPool, Postgres, QueryBuilder};
+use uuid::Uuid;
+
+use super::filter::{Column, Filter};
+use crate::registry::{AttrType, Register, quote_ident};
+
+/// One event, as stored.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct EventRow {
+    /// Gap-free, commit-ordered id, per register.
+    pub eventid: i64,
+    /// Entity the event concerns.
+    pub entityname: String,
+    /// `i`, `u` or `d`.
+    pub eventaction: String,
+    /// Sequence number of the package that made the change.
+    pub datafordeler_import_sequence: i64,
+    /// When the event was written.
+    pub datafordeler_opdateringstid: DateTime<Utc>,
+    /// Always false: packages are atomic.
+    pub fromfailedimport: bool,
+    /// The register's object id.
+    pub object_id: Option<String>,
+    /// Our row id.
+    pub object_datafordeler_rowid: Uuid,
+    /// Row version after the change.
+    pub object_datafordeler_rowversion: i32,
+    /// New registreringFra.
+    pub object_registreringfra: Option<DateTime<Utc>>,
+    /// New registreringTil.
+    pub object_registreringtil: Option<DateTime<Utc>>,
+    /// New status.
+    pub object_status: Option<String>,
+    /// New virkningFra.
+    pub object_virkningfra: Option<DateTime<Utc>>,
+    /// New virkningTil.
+    pub object_virkningtil: Option<DateTime<Utc>>,
+    /// The register's extra event fields, by name.
+    pub extra: Option<serde_json::Value>,
+}
+
+const SELECT: &str = "SELECT eventid, entityname, eventaction, datafordeler_import_sequence, \
+    datafordeler_opdateringstid, fromfailedimport, object_id, object_datafordeler_rowid, \
+    object_datafordeler_rowversion, object_registreringfra, object_registreringtil, \
+    object_status, object_virkningfra, object_virkningtil, extra FROM ";
+
+/// The standard event fields: API name, column, type.
+pub const STANDARD_FIELDS: [(&str, &str, AttrType); 14] = [
+    ("eventid", "eventid", AttrType::Integer),
+    ("entityname", "entityname", AttrType::Text),
+    ("eventaction", "eventaction", AttrType::Text),
+    (
+        "datafordelerRegisterImportSequenceNumber",
+        "datafordeler_import_sequence",
+        AttrType::Integer,
+    ),
+    (
+        "datafordelerOpdateringstid",
+        "datafordeler_opdateringstid",
+        AttrType::Timestamp,
+    ),
+    ("fromfailedimport", "fromfailedimport", AttrType::Boolean),
+    ("object_id", "object_id", AttrType::Text),
+    (
+        "object_datafordelerRowId",
+        "object_datafordeler_rowid",
+        AttrType::Uuid,
+    ),
+    (
+        "object_datafordelerRowVersion",
+        "object_datafordeler_rowversion",
+        AttrType::Integer,
+    ),
+    (
+        "object_registreringfra",
+        "object_registreringfra",
+        AttrType::Timestamp,
+    ),
+    (
+        "object_registreringtil",
+        "object_registreringtil",
+        AttrType::Timestamp,
+    ),
+    ("object_status", "object_status", AttrType::Text),
+    (
+        "object_virkningfra",
+        "object_virkningfra",
+        AttrType::Timestamp,
+    ),
+    (
+        "object_virkningtil",
+        "object_virkningtil",
+        AttrType::Timestamp,
+    ),
+];
+
+/// The filterable columns of a register's events: the standard fields, then its extra fields
+/// (read from the `extra` JSON and cast to their type).
+pub fn columns(register: &Register) -> Vec<Arc<Column>> {
+    let standard = STANDARD_FIELDS
+        .iter()
+        .map(|(name, sql, ty)| (name.to_string(), sql.to_string(), *ty));
+    let extra = register.event_fields.iter().map(|f| {
+        let cast = match f.ty {
+            AttrType::Text => String::new(),
+            other => format!("::{}", other.sql_type()),
+        };
+        (
+            f.name.clone(),
+            format!("(extra ->> '{}'){cast}", f.name.replace('\'', "''")),
+            f.ty,
+        )
+    });
+    standard
+        .chain(extra)
+        .enumerate()
+        .map(|(slot, (name, sql, ty))| {
+            Arc::new(Column {
+                name,
+                sql,
+                ty,
+                slot,
+            })
+        })
+        .collect()
+}
+
+/// What to read: a filter, a position, a page size and entities the caller may not see.
+#[derive(Debug)]
+pub struct EventQuery<'a> {
+    /// Conditions the events must meet.
+    pub filter: &'a Filter,
+    /// Only events after this eventid.
+    pub after: Option<i64>,
+    /// Page size.
+    pub first: usize,
+    /// Entities whose events are left out.
+    pub hidden_entities: &'a [String],
+}
+
+/// A page of events and whether more follow.
+#[derive(Debug)]
+pub struct EventPage {
+    /// The events, ascending eventid.
+    pub rows: Vec<EventRow>,
+    /// More events match after the last one.
+    pub has_next: bool,
+}
+
+/// Reads one page of `register`'s events.
+pub async fn fetch_events(
+    pool: &PgPool,
+    register: &Register,
+    query: &EventQuery<'_>,
+) -> sqlx::Result<EventPage> {
+    let mut qb = QueryBuilder::<Postgres>::new(SELECT);
+    qb.push(quote_ident(&register.events_table()));
+    qb.push(" WHERE eventid > ");
+    qb.push_bind(query.after.unwrap_or(0));
+    if !query.hidden_entities.is_empty() {
+        qb.push(" AND entityname <> ALL(");
+        qb.push_bind(query.hidden_entities.to_vec());
+        qb.push(")");
+    }
+    if !matches!(query.filter, Filter::All(parts) if parts.is_empty()) {
+        qb.push(" AND ");
+        query.filter.push_sql(&mut qb);
+    }
+    qb.push(" ORDER BY eventid LIMIT ");
+    qb.push_bind(query.first as i64 + 1);
+    let mut rows: Vec<EventRow> = qb.build_query_as().fetch_all(pool).await?;
+    let has_next = rows.len() > query.first;
+    rows.truncate(query.first);
+    Ok(EventPage { rows, has_next })
+}
