@@ -308,3 +308,92 @@ mod url_lite {
         }
     }
 }
+
+/// The real server (`fordeler serve`'s router) on 127.0.0.1, port 0, over a [`TestDb`].
+pub struct TestServer {
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    /// An HTTP client.
+    pub client: reqwest::Client,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl TestServer {
+    /// Starts the server with default limits.
+    pub async fn start(db: &TestDb) -> Self {
+        Self::start_with(
+            db,
+            fordeler::graphql::Limits::default(),
+            fordeler::http::HttpConfig::default(),
+        )
+        .await
+    }
+
+    /// Starts the server with the given limits and HTTP settings.
+    pub async fn start_with(
+        db: &TestDb,
+        limits: fordeler::graphql::Limits,
+        config: fordeler::http::HttpConfig,
+    ) -> Self {
+        let api = fordeler::graphql::Api::new(
+            db.pool.clone(),
+            std::sync::Arc::new(db.registry.clone()),
+            limits,
+            fordeler::metrics::Metrics::new(),
+        );
+        let router = fordeler::http::router(fordeler::http::AppState::new(&api, config).unwrap());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(fordeler::http::serve(listener, router, async move {
+            let _ = rx.await;
+        }));
+        Self {
+            base,
+            client: reqwest::Client::new(),
+            shutdown: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    /// POSTs a GraphQL request; returns the HTTP status and the JSON body.
+    pub async fn post(&self, query: &str, variables: Value) -> (reqwest::StatusCode, Value) {
+        let response = self
+            .client
+            .post(format!("{}/graphql", self.base))
+            .json(&json!({"query": query, "variables": variables}))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        (status, response.json().await.unwrap())
+    }
+
+    /// POSTs a query that must succeed; returns its `data`.
+    pub async fn data(&self, query: &str, variables: Value) -> Value {
+        let (status, body) = self.post(query, variables).await;
+        assert_eq!(status, 200, "{body}");
+        assert!(body.get("errors").is_none(), "unexpected errors: {body}");
+        body["data"].clone()
+    }
+
+    /// POSTs a query that must fail; returns its first error's `extensions.code`.
+    pub async fn error_code(&self, query: &str, variables: Value) -> String {
+        let (_, body) = self.post(query, variables).await;
+        body["errors"][0]["extensions"]["code"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no error code in {body}"))
+            .to_owned()
+    }
+
+    /// Stops the server gracefully and waits for it.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.unwrap().unwrap();
+        }
+    }
+}
