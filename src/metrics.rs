@@ -19,6 +19,8 @@ pub struct Metrics {
     pub graphql_fields: IntCounterVec,
     /// Rows and events returned, by root field.
     pub rows_returned: IntCounterVec,
+    /// Events pages answered by the fast path.
+    pub fast_path_pages: prometheus::IntCounter,
     pool_size: IntGauge,
     pool_idle: IntGauge,
 }
@@ -55,6 +57,10 @@ impl Metrics {
             ),
             &["field"],
         );
+        let fast_path_pages = prometheus::IntCounter::new(
+            "graphql_fast_path_pages_total",
+            "Events pages written straight to JSON by the fast path.",
+        );
         let pool_size = IntGauge::new("db_pool_connections", "Open database connections.");
         let pool_idle = IntGauge::new("db_pool_idle_connections", "Idle database connections.");
         let metrics = Self {
@@ -63,6 +69,7 @@ impl Metrics {
             http_duration: http_duration.expect("valid metric"),
             graphql_fields: graphql_fields.expect("valid metric"),
             rows_returned: rows_returned.expect("valid metric"),
+            fast_path_pages: fast_path_pages.expect("valid metric"),
             pool_size: pool_size.expect("valid metric"),
             pool_idle: pool_idle.expect("valid metric"),
         };
@@ -71,7 +78,8 @@ impl Metrics {
     }
 
     fn register_all(&self) {
-        let collectors: [Box<dyn prometheus::core::Collector>; 6] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 7] = [
+            Box::new(self.fast_path_pages.clone()),
             Box::new(self.http_requests.clone()),
             Box::new(self.http_duration.clone()),
             Box::new(self.graphql_fields.clone()),

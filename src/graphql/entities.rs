@@ -2,10 +2,12 @@
 
 use std::sync::Arc;
 
-use async_graphql::Value;
 use async_graphql::dynamic::{
     Field, FieldFuture, FieldValue, InputValue, Object, ResolverContext, Type, TypeRef,
 };
+use async_graphql::indexmap::IndexMap;
+use async_graphql::{Name, Value};
+use chrono::{DateTime, Utc};
 
 use super::access::Access;
 use super::connection::{self, Keyed, Page};
@@ -92,7 +94,8 @@ impl EntityApi {
                 let name = name.clone();
                 FieldFuture::new(async move {
                     let api = ctx.data::<Arc<Api>>()?;
-                    let page = resolve(api, &name, &ctx).await;
+                    let access = ctx.data_opt::<Access>().cloned().unwrap_or_default();
+                    let page = page(api, &name, ctx.args.as_index_map(), &access).await;
                     api.observe(&name, &page);
                     let page = page.map_err(|e| e.extend())?;
                     Ok(Some(FieldValue::owned_any(page)))
@@ -212,13 +215,13 @@ fn slot_value(row: &EntityRow, slot: usize) -> Value {
 }
 
 /// The `first` argument: default, refused when negative, `LIMIT_EXCEEDED` over the cap.
-pub fn page_size(ctx: &ResolverContext<'_>, limits: &Limits) -> Result<usize, ApiError> {
-    let Some(first) = ctx.args.get("first").filter(|v| !v.is_null()) else {
-        return Ok(limits.default_page_size);
-    };
-    let first = first
-        .i64()
-        .map_err(|_| ApiError::BadUserInput("first: expected an Int".into()))?;
+pub fn page_size(first: Option<&Value>, limits: &Limits) -> Result<usize, ApiError> {
+    let first = match first {
+        None | Some(Value::Null) => return Ok(limits.default_page_size),
+        Some(Value::Number(n)) => n.as_i64(),
+        Some(_) => None,
+    }
+    .ok_or_else(|| ApiError::BadUserInput("first: expected an Int".into()))?;
     if first < 0 {
         return Err(ApiError::BadUserInput(format!(
             "first: {first} is negative"
@@ -233,52 +236,53 @@ pub fn page_size(ctx: &ResolverContext<'_>, limits: &Limits) -> Result<usize, Ap
     Ok(first as usize)
 }
 
-fn time_arg(
-    ctx: &ResolverContext<'_>,
-    name: &str,
-) -> Result<Option<chrono::DateTime<chrono::Utc>>, ApiError> {
-    match ctx.args.get(name).filter(|v| !v.is_null()) {
-        None => Ok(None),
-        Some(v) => v
-            .string()
-            .ok()
-            .and_then(scalars::parse_timestamp)
+/// The `after` argument, decoded for the connection `field`.
+pub fn cursor_arg(
+    args: &IndexMap<Name, Value>,
+    field: &str,
+    events: bool,
+) -> Result<Option<Cursor>, ApiError> {
+    match args.get("after") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(text)) => Cursor::decode(text, field, events)
             .map(Some)
-            .ok_or_else(|| ApiError::BadUserInput(format!("{name}: not a DafDateTime"))),
+            .ok_or_else(|| ApiError::BadUserInput(format!("after: not a cursor of {field}"))),
+        Some(_) => Err(ApiError::BadUserInput("after: expected a String".into())),
     }
 }
 
-async fn resolve(
+fn time_arg(args: &IndexMap<Name, Value>, name: &str) -> Result<Option<DateTime<Utc>>, ApiError> {
+    match args.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(text)) => scalars::parse_timestamp(text)
+            .map(Some)
+            .ok_or_else(|| ApiError::BadUserInput(format!("{name}: not a DafDateTime"))),
+        Some(_) => Err(ApiError::BadUserInput(format!("{name}: not a DafDateTime"))),
+    }
+}
+
+/// Reads the page an `R_<Entity>` field with `args` asks for.
+pub async fn page(
     api: &Api,
     name: &str,
-    ctx: &ResolverContext<'_>,
+    args: &IndexMap<Name, Value>,
+    access: &Access,
 ) -> Result<Page<EntityRow>, ApiError> {
     let this = api
         .entities
         .iter()
         .find(|e| &*e.name == name)
         .ok_or(ApiError::Internal)?;
-    let access = ctx
-        .data_opt::<Access>()
-        .cloned()
-        .unwrap_or_else(Access::anonymous);
     access.check(&this.register, &this.entity)?;
-    let filter = filters::parse_filter(ctx.args.get("where"), &this.fields, &api.limits)?;
-    let first = page_size(ctx, &api.limits)?;
+    let filter = filters::parse_filter(args.get("where"), &this.fields, &api.limits)?;
+    let first = page_size(args.get("first"), &api.limits)?;
     let at = Bitemporal {
-        registreringstid: time_arg(ctx, "registreringstid")?,
-        virkningstid: time_arg(ctx, "virkningstid")?,
+        registreringstid: time_arg(args, "registreringstid")?,
+        virkningstid: time_arg(args, "virkningstid")?,
     };
-    let after = match ctx.args.get("after").filter(|v| !v.is_null()) {
-        None => None,
-        Some(v) => match Cursor::decode(v.string().unwrap_or_default(), name, false) {
-            Some(Cursor::Row(id)) => Some(id),
-            _ => {
-                return Err(ApiError::BadUserInput(format!(
-                    "after: not a cursor of {name}"
-                )));
-            }
-        },
+    let after = match cursor_arg(args, name, false)? {
+        Some(Cursor::Row(id)) => Some(id),
+        _ => None,
     };
     let query = EntityQuery {
         filter: &filter,

@@ -2,10 +2,11 @@
 
 use std::sync::Arc;
 
-use async_graphql::Value;
 use async_graphql::dynamic::{
     Field, FieldFuture, FieldValue, InputValue, Object, ResolverContext, Type, TypeRef,
 };
+use async_graphql::indexmap::IndexMap;
+use async_graphql::{Name, Value};
 
 use super::access::{Access, forbidden};
 use super::connection::{self, Keyed, Page};
@@ -21,9 +22,9 @@ use crate::registry::{AttrType, Register};
 /// The events API of one register.
 #[derive(Debug)]
 pub struct RegisterEvents {
-    register: Register,
+    pub(super) register: Register,
     /// `BBR_Events`.
-    name: Arc<str>,
+    pub(super) name: Arc<str>,
     fields: FilterFields,
     field_order: Vec<(String, FilterField)>,
 }
@@ -63,8 +64,13 @@ impl RegisterEvents {
         }
     }
 
+    /// The register's extra event fields.
+    pub fn extra_fields(&self) -> &[crate::registry::EventField] {
+        &self.register.event_fields
+    }
+
     /// The root field and the types it needs.
-    pub fn schema(self: &Self) -> (Field, Vec<Type>) {
+    pub fn schema(&self) -> (Field, Vec<Type>) {
         let node = self.name.to_string();
         let (connection, edge) = connection::types::<EventRow>(&node);
         let filter_name = format!("{node}FilterInput");
@@ -81,7 +87,8 @@ impl RegisterEvents {
                 let register = index.clone();
                 FieldFuture::new(async move {
                     let api = ctx.data::<Arc<Api>>()?;
-                    let page = resolve(api, &register, &ctx).await;
+                    let access = ctx.data_opt::<Access>().cloned().unwrap_or_default();
+                    let page = page(api, &register, ctx.args.as_index_map(), &access).await;
                     api.observe(&format!("{register}_Events"), &page);
                     let page = page.map_err(|e| e.extend())?;
                     Ok(Some(FieldValue::owned_any(page)))
@@ -200,40 +207,30 @@ pub fn extra_value(e: &EventRow, name: &str) -> Value {
         .unwrap_or(Value::Null)
 }
 
-async fn resolve(
+/// Reads the page an `R_Events` field with `args` asks for.
+pub async fn page(
     api: &Api,
     register: &str,
-    ctx: &ResolverContext<'_>,
+    args: &IndexMap<Name, Value>,
+    access: &Access,
 ) -> Result<Page<EventRow>, ApiError> {
     let events = api
         .events
         .iter()
         .find(|e| e.register.name == register)
         .ok_or(ApiError::Internal)?;
-    let access = ctx
-        .data_opt::<Access>()
-        .cloned()
-        .unwrap_or_else(Access::anonymous);
     let hidden = access.hidden_entities(&events.register);
     if hidden.len() == events.register.entities.len() {
         return Err(forbidden(&events.register, "Events"));
     }
-    let filter = filters::parse_filter(ctx.args.get("where"), &events.fields, &api.limits)?;
+    let filter = filters::parse_filter(args.get("where"), &events.fields, &api.limits)?;
     if let Some(entity) = named_entity(&filter, &hidden) {
         return Err(forbidden(&events.register, entity));
     }
-    let first = super::entities::page_size(ctx, &api.limits)?;
-    let after = match ctx.args.get("after").filter(|v| !v.is_null()) {
-        None => None,
-        Some(v) => match Cursor::decode(v.string().unwrap_or_default(), &events.name, true) {
-            Some(Cursor::Event(id)) => Some(id),
-            _ => {
-                return Err(ApiError::BadUserInput(format!(
-                    "after: not a cursor of {}",
-                    events.name
-                )));
-            }
-        },
+    let first = super::entities::page_size(args.get("first"), &api.limits)?;
+    let after = match super::entities::cursor_arg(args, &events.name, true)? {
+        Some(Cursor::Event(id)) => Some(id),
+        _ => None,
     };
     let query = EventQuery {
         filter: &filter,

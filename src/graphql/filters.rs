@@ -4,12 +4,15 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use async_graphql::dynamic::{InputObject, InputValue, ObjectAccessor, TypeRef, ValueAccessor};
+use async_graphql::Name;
+use async_graphql::Value;
+use async_graphql::dynamic::{InputObject, InputValue, TypeRef};
+use async_graphql::indexmap::IndexMap;
 
 use super::Limits;
 use super::errors::ApiError;
 use super::scalars;
-use crate::query::{Column, Filter, Test};
+use crate::query::{Column, Filter, Scalar, Test};
 use crate::registry::AttrType;
 
 /// Operators per kind of field, beyond Datafordeler's (`neq`, `nin`) included.
@@ -110,11 +113,11 @@ pub fn filter_type(name: &str, description: &str, fields: &[(String, FilterField
 
 /// Parses a `where` argument. Errors name the path (`where.and[1].kommunekode.in`).
 pub fn parse_filter(
-    value: Option<ValueAccessor<'_>>,
+    value: Option<&Value>,
     fields: &FilterFields,
     limits: &Limits,
 ) -> Result<Filter, ApiError> {
-    let Some(value) = value.filter(|v| !v.is_null()) else {
+    let Some(value) = value.filter(|v| **v != Value::Null) else {
         return Ok(Filter::all());
     };
     let mut parser = Parser {
@@ -122,7 +125,7 @@ pub fn parse_filter(
         limits,
         terms: 0,
     };
-    parser.object(&object(&value, "where")?, "where", 0)
+    parser.object(object(value, "where")?, "where", 0)
 }
 
 struct Parser<'a> {
@@ -134,7 +137,7 @@ struct Parser<'a> {
 impl Parser<'_> {
     fn object(
         &mut self,
-        obj: &ObjectAccessor<'_>,
+        obj: &IndexMap<Name, Value>,
         path: &str,
         depth: usize,
     ) -> Result<Filter, ApiError> {
@@ -144,15 +147,15 @@ impl Parser<'_> {
             )));
         }
         let mut parts = Vec::new();
-        for (key, value) in obj.iter() {
-            if value.is_null() {
+        for (key, value) in obj {
+            if *value == Value::Null {
                 continue;
             }
             let path = format!("{path}.{key}");
             match key.as_str() {
-                "and" => parts.push(Filter::All(self.list(&value, &path, depth)?)),
-                "or" => parts.push(Filter::Any(self.list(&value, &path, depth)?)),
-                name => parts.extend(self.field(name, &value, &path)?),
+                "and" => parts.push(Filter::All(self.list(value, &path, depth)?)),
+                "or" => parts.push(Filter::Any(self.list(value, &path, depth)?)),
+                name => parts.extend(self.field(name, value, &path)?),
             }
         }
         Ok(match parts.len() {
@@ -161,45 +164,34 @@ impl Parser<'_> {
         })
     }
 
-    fn list(
-        &mut self,
-        value: &ValueAccessor<'_>,
-        path: &str,
-        depth: usize,
-    ) -> Result<Vec<Filter>, ApiError> {
-        let list = value.list().map_err(|_| bad(path, "expected a list"))?;
-        list.iter()
+    fn list(&mut self, value: &Value, path: &str, depth: usize) -> Result<Vec<Filter>, ApiError> {
+        list(value, path)?
+            .iter()
             .enumerate()
             .map(|(n, item)| {
                 let path = format!("{path}[{n}]");
-                self.object(&object(&item, &path)?, &path, depth + 1)
+                self.object(object(item, &path)?, &path, depth + 1)
             })
             .collect()
     }
 
-    fn field(
-        &mut self,
-        name: &str,
-        value: &ValueAccessor<'_>,
-        path: &str,
-    ) -> Result<Vec<Filter>, ApiError> {
+    fn field(&mut self, name: &str, value: &Value, path: &str) -> Result<Vec<Filter>, ApiError> {
         let field = self
             .fields
             .get(name)
             .ok_or_else(|| bad(path, "is not a filterable field"))?;
         let mut tests = Vec::new();
-        for (op, operand) in object(value, path)?.iter() {
+        for (op, operand) in object(value, path)? {
             let path = format!("{path}.{op}");
-            if let Some(test) = self.test(field, op.as_str(), &operand, &path)? {
-                self.terms += 1;
-                if self.terms > self.limits.max_filter_terms {
-                    return Err(ApiError::LimitExceeded(format!(
-                        "{path}: the filter has more than {} conditions",
-                        self.limits.max_filter_terms
-                    )));
-                }
-                tests.push(Filter::Cond(field.column.clone(), test));
+            let test = self.test(field, op.as_str(), operand, &path)?;
+            self.terms += 1;
+            if self.terms > self.limits.max_filter_terms {
+                return Err(ApiError::LimitExceeded(format!(
+                    "{path}: the filter has more than {} conditions",
+                    self.limits.max_filter_terms
+                )));
             }
+            tests.push(Filter::Cond(field.column.clone(), test));
         }
         Ok(tests)
     }
@@ -208,19 +200,19 @@ impl Parser<'_> {
         &self,
         field: &FilterField,
         op: &str,
-        operand: &ValueAccessor<'_>,
+        operand: &Value,
         path: &str,
-    ) -> Result<Option<Test>, ApiError> {
+    ) -> Result<Test, ApiError> {
         let ty = field.column.ty;
-        let one = || scalars::parse(ty, operand.as_value()).map_err(|e| bad(path, &e));
-        if operand.is_null() {
+        let one = || scalars::parse(ty, operand).map_err(|e| bad(path, &e));
+        if *operand == Value::Null {
             return match op {
-                "eq" => Ok(Some(Test::IsNull)),
-                "neq" => Ok(Some(Test::IsNotNull)),
+                "eq" => Ok(Test::IsNull),
+                "neq" => Ok(Test::IsNotNull),
                 _ => Err(bad(path, "only eq and neq accept null")),
             };
         }
-        Ok(Some(match op {
+        Ok(match op {
             "eq" => Test::Eq(one()?),
             "neq" => Test::Neq(one()?),
             "in" => Test::In(self.many(ty, operand, path)?),
@@ -229,43 +221,45 @@ impl Parser<'_> {
             "gte" | "nlt" => Test::Gte(one()?),
             "lt" | "ngte" => Test::Lt(one()?),
             "lte" | "ngt" => Test::Lte(one()?),
-            "startsWith" => Test::StartsWith(
-                operand
-                    .string()
-                    .map_err(|_| bad(path, "expected a String"))?
-                    .to_owned(),
-            ),
+            "startsWith" if field.searchable => match operand {
+                Value::String(prefix) => Test::StartsWith(prefix.clone()),
+                _ => return Err(bad(path, "expected a String")),
+            },
             _ => return Err(bad(path, "is not an operator of this field")),
-        }))
+        })
     }
 
-    fn many(
-        &self,
-        ty: AttrType,
-        operand: &ValueAccessor<'_>,
-        path: &str,
-    ) -> Result<Vec<crate::query::Scalar>, ApiError> {
-        let list = operand.list().map_err(|_| bad(path, "expected a list"))?;
-        if list.len() > self.limits.max_in_list {
+    fn many(&self, ty: AttrType, operand: &Value, path: &str) -> Result<Vec<Scalar>, ApiError> {
+        let items = list(operand, path)?;
+        if items.len() > self.limits.max_in_list {
             return Err(ApiError::LimitExceeded(format!(
                 "{path}: {} values; at most {} are allowed",
-                list.len(),
+                items.len(),
                 self.limits.max_in_list
             )));
         }
-        list.iter()
+        items
+            .iter()
             .enumerate()
-            .map(|(n, v)| {
-                scalars::parse(ty, v.as_value()).map_err(|e| bad(&format!("{path}[{n}]"), &e))
-            })
+            .map(|(n, v)| scalars::parse(ty, v).map_err(|e| bad(&format!("{path}[{n}]"), &e)))
             .collect()
     }
 }
 
-fn object<'a>(value: &ValueAccessor<'a>, path: &str) -> Result<ObjectAccessor<'a>, ApiError> {
-    value
-        .object()
-        .map_err(|_| bad(path, "expected an input object"))
+fn object<'a>(value: &'a Value, path: &str) -> Result<&'a IndexMap<Name, Value>, ApiError> {
+    match value {
+        Value::Object(map) => Ok(map),
+        _ => Err(bad(path, "expected an input object")),
+    }
+}
+
+/// A list; a single value stands for a list of one, as GraphQL input coercion has it.
+fn list<'a>(value: &'a Value, path: &str) -> Result<std::borrow::Cow<'a, [Value]>, ApiError> {
+    match value {
+        Value::List(items) => Ok(std::borrow::Cow::Borrowed(items)),
+        Value::Null => Err(bad(path, "expected a list")),
+        one => Ok(std::borrow::Cow::Owned(vec![one.clone()])),
+    }
 }
 
 fn bad(path: &str, what: &str) -> ApiError {

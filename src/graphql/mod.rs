@@ -10,6 +10,7 @@ mod connection;
 mod entities;
 pub mod errors;
 mod events;
+mod fast;
 mod filters;
 mod guard;
 mod scalars;
@@ -22,6 +23,7 @@ use sqlx::PgPool;
 
 pub use access::Access;
 pub use errors::ApiError;
+pub use fast::RawData;
 
 use crate::metrics::Metrics;
 use crate::registry::Registry;
@@ -70,6 +72,7 @@ pub struct Api {
     limits: Limits,
     metrics: Metrics,
     events: Vec<events::RegisterEvents>,
+    fast_path: std::sync::atomic::AtomicBool,
     entities: Vec<entities::EntityApi>,
 }
 
@@ -94,6 +97,7 @@ impl Api {
             metrics,
             events,
             entities,
+            fast_path: std::sync::atomic::AtomicBool::new(true),
         })
     }
 
@@ -123,6 +127,13 @@ impl Api {
             .graphql_fields
             .with_label_values(&[field, outcome])
             .inc();
+    }
+
+    /// Turns the events fast path off for the schemas built from now on (tests compare the two
+    /// paths with it).
+    pub fn disable_fast_path(&self) {
+        self.fast_path
+            .store(false, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The limits in force.
@@ -159,6 +170,9 @@ impl Api {
             .limit_depth(self.limits.max_depth)
             .limit_complexity(self.limits.max_complexity)
             .limit_recursive_depth(32);
+        if self.fast_path.load(std::sync::atomic::Ordering::Relaxed) {
+            builder = builder.extension(fast::FastEvents::new(self.clone()));
+        }
         for scalar in scalars::types() {
             builder = builder.register(scalar);
         }

@@ -164,7 +164,11 @@ pub async fn fetch_events(
 ) -> sqlx::Result<EventPage> {
     let mut qb = QueryBuilder::<Postgres>::new(SELECT);
     qb.push(quote_ident(&register.events_table()));
-    qb.push(" WHERE eventid > ");
+    // The partition's indexes lead with register_id: without it the planner cannot use them
+    // for `eventid > X ORDER BY eventid` and sorts the whole partition.
+    qb.push(" WHERE register_id = (SELECT register_id FROM registers WHERE name = ");
+    qb.push_bind(register.name.clone());
+    qb.push(") AND eventid > ");
     qb.push_bind(query.after.unwrap_or(0));
     if !query.hidden_entities.is_empty() {
         qb.push(" AND entityname <> ALL(");
