@@ -397,3 +397,39 @@ impl TestServer {
         }
     }
 }
+
+/// An upsert row of any entity with explicit bitemporal periods (`None`: open-ended) and
+/// attributes.
+pub fn upsert(
+    entity: &str,
+    key: &str,
+    registrering: (&str, Option<&str>),
+    virkning: (&str, Option<&str>),
+    attributes: Value,
+) -> Value {
+    json!({"entity": entity, "op": "upsert", "key": key,
+        "registreringFra": registrering.0, "registreringTil": registrering.1,
+        "virkningFra": virkning.0, "virkningTil": virkning.1,
+        "status": "gældende", "attributes": attributes})
+}
+
+impl TestServer {
+    /// POSTs a GraphQL request with an `Accept` header; returns the HTTP status and the body.
+    pub async fn post_accepting(
+        &self,
+        accept: &str,
+        query: &str,
+        variables: Value,
+    ) -> (reqwest::StatusCode, Value) {
+        let response = self
+            .client
+            .post(format!("{}/graphql", self.base))
+            .header(reqwest::header::ACCEPT, accept)
+            .json(&json!({"query": query, "variables": variables}))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        (status, response.json().await.unwrap())
+    }
+}
