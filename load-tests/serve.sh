@@ -79,11 +79,11 @@ done = function(summary, latency, requests)
     latency:percentile(50) / 1000, latency:percentile(99) / 1000, summary.duration / 1e6))
 end
 LUA
-ids=$(bench -c "SELECT string_agg('\\\"' || \"datafordelerRowId\" || '\\\"', ',') FROM (SELECT \"datafordelerRowId\" FROM reg_bbr.bygning ORDER BY random() LIMIT 100) s")
+ids=$(bench -c "SELECT string_agg('\"' || \"datafordelerRowId\" || '\"', ',') FROM (SELECT \"datafordelerRowId\" FROM reg_bbr.bygning ORDER BY random() LIMIT 100) s")
 cat > "$OUT/lookup.lua" <<LUA
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
-wrk.body = '{"query":"{ BBR_Bygning(first: 100, where: {datafordelerRowId: {in: [$ids]}}) { nodes { datafordelerRowId datafordelerRowVersion registreringFra registreringTil virkningFra virkningTil status id_lokalId kommunekode byg021BygningensAnvendelse byg026Opfoerelsesaar } } }"}'
+wrk.body = '{"query":"query(\$ids: [UUID!]) { BBR_Bygning(first: 100, where: {datafordelerRowId: {in: \$ids}}) { nodes { datafordelerRowId datafordelerRowVersion registreringFra registreringTil virkningFra virkningTil status id_lokalId kommunekode byg021BygningensAnvendelse byg026Opfoerelsesaar } } }","variables":{"ids":[$ids]}}'
 response = function(status, headers, body)
   if status ~= 200 or string.find(body, '"errors"', 1, true) then wrk.thread:stop() end
 end

@@ -193,6 +193,7 @@ async fn the_demo_imports_the_next_packages_on_every_run_whatever_rows_it_is_giv
         &db,
         &[
             "demo",
+            "--no-serve",
             "--data-dir",
             data_dir,
             "--packages",
@@ -211,6 +212,7 @@ async fn the_demo_imports_the_next_packages_on_every_run_whatever_rows_it_is_giv
         &db,
         &[
             "demo",
+            "--no-serve",
             "--data-dir",
             data_dir,
             "--packages",

@@ -29,12 +29,13 @@ use super::events::page;
 use crate::query::EventRow;
 use crate::query::events::STANDARD_FIELDS;
 
-/// Where the fast path leaves the response's `data`, already JSON; the HTTP layer sends it as is.
+/// Where the fast path leaves the whole response, already JSON (`{"data":...}`); the HTTP layer
+/// sends it as is.
 #[derive(Debug, Clone, Default)]
 pub struct RawData(Arc<Mutex<Option<Vec<u8>>>>);
 
 impl RawData {
-    /// The JSON of `data`, if the fast path answered.
+    /// The response body, if the fast path answered.
     pub fn take(&self) -> Option<Vec<u8>> {
         self.0.lock().ok()?.take()
     }
@@ -188,10 +189,10 @@ impl Plan {
         })
     }
 
-    /// The response's `data`, as JSON.
+    /// The response, as JSON.
     fn write(&self, page: &Page<EventRow>) -> Vec<u8> {
         let mut out = Vec::with_capacity(256 + page.rows.len() * 700);
-        let _ = write!(out, "{{\"{}\":{{", self.key);
+        let _ = write!(out, "{{\"data\":{{\"{}\":{{", self.key);
         for (n, part) in self.parts.iter().enumerate() {
             if n > 0 {
                 out.push(b',');
@@ -201,7 +202,7 @@ impl Plan {
                 Part::PageInfo(key, fields) => write_page_info(&mut out, key, fields, page),
             }
         }
-        out.extend_from_slice(b"}}");
+        out.extend_from_slice(b"}}}");
         out
     }
 }
@@ -385,7 +386,7 @@ fn write_extra(out: &mut Vec<u8>, e: &EventRow, name: &str) {
 }
 
 fn write_int(out: &mut Vec<u8>, n: i64) {
-    let _ = write!(out, "{n}");
+    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
 }
 
 fn write_bool(out: &mut Vec<u8>, b: bool) {
@@ -404,25 +405,35 @@ fn write_opt_str(out: &mut Vec<u8>, s: Option<&str>) {
     }
 }
 
-/// A DafDateTime (`2025-11-24T18:17:05.481142Z`) without an intermediate String.
+/// A DafDateTime (`2025-11-24T18:17:05.481142Z`), digit by digit: `write!` spent a third of
+/// the page's time here.
 fn write_time(out: &mut Vec<u8>, t: Option<&DateTime<Utc>>) {
     let Some(t) = t else {
         out.extend_from_slice(b"null");
         return;
     };
-    if !(0..=9999).contains(&t.year()) {
+    let naive = t.naive_utc();
+    let (date, time) = (naive.date(), naive.time());
+    let micros = time.nanosecond() / 1000;
+    if !(0..=9999).contains(&date.year()) || micros > 999_999 {
         write_str(out, &super::scalars::timestamp(t));
         return;
     }
-    let _ = write!(
-        out,
-        "\"{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z\"",
-        t.year(),
-        t.month(),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-        t.timestamp_subsec_micros()
-    );
+    let mut buf = *b"\"0000-00-00T00:00:00.000000Z\"";
+    digits(&mut buf[1..5], date.year() as u32);
+    digits(&mut buf[6..8], date.month());
+    digits(&mut buf[9..11], date.day());
+    digits(&mut buf[12..14], time.hour());
+    digits(&mut buf[15..17], time.minute());
+    digits(&mut buf[18..20], time.second());
+    digits(&mut buf[21..27], micros);
+    out.extend_from_slice(&buf);
+}
+
+/// Writes `value` into `slot` as zero-padded decimal digits.
+fn digits(slot: &mut [u8], mut value: u32) {
+    for byte in slot.iter_mut().rev() {
+        *byte = b'0' + (value % 10) as u8;
+        value /= 10;
+    }
 }

@@ -7,14 +7,15 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use sqlx::{PgPool, Postgres, QueryBuilder};
+use sqlx::postgres::PgRow;
+use sqlx::{PgPool, Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
 use super::filter::{Column, Filter};
 use crate::registry::{AttrType, Register, quote_ident};
 
 /// One event, as stored.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct EventRow {
     /// Gap-free, commit-ordered id, per register.
     pub eventid: i64,
@@ -46,6 +47,29 @@ pub struct EventRow {
     pub object_virkningtil: Option<DateTime<Utc>>,
     /// The register's extra event fields, by name.
     pub extra: Option<serde_json::Value>,
+}
+
+impl<'r> sqlx::FromRow<'r, PgRow> for EventRow {
+    /// By position, in [`SELECT`]'s order: looking columns up by name cost 5% of a page.
+    fn from_row(row: &'r PgRow) -> sqlx::Result<Self> {
+        Ok(Self {
+            eventid: row.try_get(0)?,
+            entityname: row.try_get(1)?,
+            eventaction: row.try_get(2)?,
+            datafordeler_import_sequence: row.try_get(3)?,
+            datafordeler_opdateringstid: row.try_get(4)?,
+            fromfailedimport: row.try_get(5)?,
+            object_id: row.try_get(6)?,
+            object_datafordeler_rowid: row.try_get(7)?,
+            object_datafordeler_rowversion: row.try_get(8)?,
+            object_registreringfra: row.try_get(9)?,
+            object_registreringtil: row.try_get(10)?,
+            object_status: row.try_get(11)?,
+            object_virkningfra: row.try_get(12)?,
+            object_virkningtil: row.try_get(13)?,
+            extra: row.try_get(14)?,
+        })
+    }
 }
 
 const SELECT: &str = "SELECT eventid, entityname, eventaction, datafordeler_import_sequence, \
