@@ -74,6 +74,15 @@ pub fn ensure_code(error: &mut ServerError, code: &str) {
     }
 }
 
+/// The code of an error raised while parsing: over the nesting limit, or bad syntax.
+pub fn parse_code(message: &str) -> &'static str {
+    if message.contains("recursion") || message.contains("stack limit") {
+        codes::LIMIT_EXCEEDED
+    } else {
+        codes::PARSE_FAILED
+    }
+}
+
 /// The code of a schema-validation error: over a limit, a bad input value, or a query that does
 /// not fit the schema.
 pub fn validation_code(message: &str) -> &'static str {
@@ -82,6 +91,10 @@ pub fn validation_code(message: &str) -> &'static str {
         || message.contains("too many directives")
     {
         codes::LIMIT_EXCEEDED
+    } else if message.contains("unknown field") {
+        // async-graphql words an unknown input field as an invalid value: it is a query that
+        // does not fit the schema (an operator or field `where` does not offer).
+        codes::VALIDATION_FAILED
     } else if message.starts_with("Invalid value for argument")
         || message.starts_with("Invalid value for variable")
         || message.contains("is not a valid")

@@ -1,7 +1,9 @@
 //! Request-level checks async-graphql does not make itself (alias and root-field counts), and a
 //! stable `extensions.code` on every parse and validation error.
 
+use std::collections::HashSet;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_graphql::extensions::{
     Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextValidation,
@@ -10,7 +12,7 @@ use async_graphql::parser::types::{ExecutableDocument, Selection, SelectionSet};
 use async_graphql::{ServerError, ServerResult, ValidationResult, Variables};
 
 use super::Limits;
-use super::errors::{codes, ensure_code, validation_code};
+use super::errors::{codes, ensure_code, parse_code, validation_code};
 
 /// The extension factory.
 pub struct Guard {
@@ -52,7 +54,8 @@ impl Extension for GuardExtension {
         next: NextParseQuery<'_>,
     ) -> ServerResult<ExecutableDocument> {
         let document = next.run(ctx, query, variables).await.map_err(|mut e| {
-            ensure_code(&mut e, codes::PARSE_FAILED);
+            let code = parse_code(&e.message);
+            ensure_code(&mut e, code);
             e
         })?;
         self.check(&document)?;
@@ -64,7 +67,13 @@ impl Extension for GuardExtension {
         ctx: &ExtensionContext<'_>,
         next: NextValidation<'_>,
     ) -> Result<ValidationResult, Vec<ServerError>> {
-        next.run(ctx).await.map_err(|mut errors| {
+        let result = next.run(ctx).await;
+        if result.is_ok()
+            && let Some(started) = ctx.data_opt::<Started>()
+        {
+            started.0.store(true, Ordering::Relaxed);
+        }
+        result.map_err(|mut errors| {
             for e in &mut errors {
                 let code = validation_code(&e.message);
                 ensure_code(e, code);
@@ -74,11 +83,27 @@ impl Extension for GuardExtension {
     }
 }
 
+/// Set once a request passed validation: its response has a `data` entry (GraphQL-over-HTTP
+/// answers 200 then, and 4xx for a request refused before).
+#[derive(Debug, Clone, Default)]
+pub struct Started(Arc<AtomicBool>);
+
+impl Started {
+    /// Whether execution began.
+    pub fn get(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
 impl GuardExtension {
     fn check(&self, document: &ExecutableDocument) -> ServerResult<()> {
         let mut aliases = 0;
         for (_, operation) in document.operations.iter() {
-            let roots = operation.node.selection_set.node.items.len();
+            let roots = root_fields(
+                document,
+                &operation.node.selection_set.node,
+                &mut HashSet::new(),
+            );
             if roots > self.max_root_fields {
                 return Err(limit(format!(
                     "the operation selects {roots} root fields; at most {} are allowed",
@@ -98,6 +123,31 @@ impl GuardExtension {
         }
         Ok(())
     }
+}
+
+/// The root fields a selection selects, through fragments and inline fragments (a fragment
+/// cycle, refused later by validation, is followed once).
+fn root_fields<'a>(
+    document: &'a ExecutableDocument,
+    set: &'a SelectionSet,
+    seen: &mut HashSet<&'a str>,
+) -> usize {
+    set.items
+        .iter()
+        .map(|item| match &item.node {
+            Selection::Field(_) => 1,
+            Selection::InlineFragment(f) => root_fields(document, &f.node.selection_set.node, seen),
+            Selection::FragmentSpread(spread) => {
+                let name = spread.node.fragment_name.node.as_str();
+                match document.fragments.get(name) {
+                    Some(fragment) if seen.insert(name) => {
+                        root_fields(document, &fragment.node.selection_set.node, seen)
+                    }
+                    _ => 0,
+                }
+            }
+        })
+        .sum()
 }
 
 fn count_aliases(set: &SelectionSet) -> usize {

@@ -24,6 +24,7 @@ use sqlx::PgPool;
 pub use access::Access;
 pub use errors::ApiError;
 pub use fast::RawData;
+pub use guard::Started;
 
 use crate::metrics::Metrics;
 use crate::registry::Registry;

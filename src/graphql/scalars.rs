@@ -4,10 +4,9 @@
 use async_graphql::Value;
 use async_graphql::dynamic::{Scalar as ScalarType, TypeRef};
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
-use rust_decimal::Decimal;
 use uuid::Uuid;
 
-use crate::query::Scalar;
+use crate::query::{Decimal, Scalar};
 use crate::registry::AttrType;
 
 /// The scalar types the schema declares.
@@ -33,8 +32,8 @@ pub fn types() -> Vec<ScalarType> {
         ),
         scalar(
             "Decimal",
-            "Exact decimal number, a string on output (`\"12.5\"`) so that no precision is \
-             lost; a number or a string on input.",
+            "Exact decimal number of any size, a string on output (`\"12.50\"`, with the \
+             stored scale) so that no digit is lost; a number or a string on input.",
             AttrType::Decimal,
         ),
     ]
@@ -60,13 +59,11 @@ pub fn parse(ty: AttrType, value: &Value) -> Result<Scalar, String> {
         (AttrType::Text, Value::String(s)) => Ok(Scalar::Text(s.clone())),
         (AttrType::Integer, Value::Number(n)) => n.as_i64().map(Scalar::Integer).ok_or_else(bad),
         (AttrType::Integer, Value::String(s)) => s.parse().map(Scalar::Integer).map_err(|_| bad()),
-        (AttrType::Decimal, Value::Number(n)) => n
-            .to_string()
-            .parse()
+        (AttrType::Decimal, Value::Number(n)) => Decimal::parse(&n.to_string())
             .map(Scalar::Decimal)
-            .map_err(|_| bad()),
+            .ok_or_else(bad),
         (AttrType::Decimal, Value::String(s)) => {
-            s.parse::<Decimal>().map(Scalar::Decimal).map_err(|_| bad())
+            Decimal::parse(s).map(Scalar::Decimal).ok_or_else(bad)
         }
         (AttrType::Boolean, Value::Boolean(b)) => Ok(Scalar::Boolean(*b)),
         (AttrType::Date, Value::String(s)) => NaiveDate::parse_from_str(s, "%Y-%m-%d")
@@ -94,7 +91,7 @@ pub fn to_value(scalar: &Scalar) -> Value {
     match scalar {
         Scalar::Text(s) => Value::String(s.clone()),
         Scalar::Integer(n) => Value::from(*n),
-        Scalar::Decimal(d) => Value::String(d.normalize().to_string()),
+        Scalar::Decimal(d) => Value::String(d.to_string()),
         Scalar::Boolean(b) => Value::Boolean(*b),
         Scalar::Date(d) => Value::String(d.format("%Y-%m-%d").to_string()),
         Scalar::Timestamp(t) => Value::String(timestamp(t)),
@@ -124,7 +121,7 @@ mod tests {
         assert!(parse(AttrType::Date, &Value::String("2024-02-30".into())).is_err());
         assert_eq!(
             parse(AttrType::Decimal, &Value::String("12.50".into())),
-            Ok(Scalar::Decimal(Decimal::new(1250, 2)))
+            Ok(Scalar::Decimal(Decimal::parse("12.5").expect("decimal")))
         );
     }
 }

@@ -3,7 +3,7 @@
 //! `application/json` (always 200 once the request is well-formed). A browser asking for HTML at
 //! `GET /graphql` gets GraphiQL.
 
-use async_graphql::{Request, Response as GqlResponse, ServerError, Value};
+use async_graphql::{Request, Response as GqlResponse, ServerError};
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -11,7 +11,7 @@ use axum::response::{Html, IntoResponse, Response};
 
 use super::{AppState, graphiql};
 use crate::graphql::errors::{codes, ensure_code};
-use crate::graphql::{Access, RawData};
+use crate::graphql::{Access, RawData, Started};
 
 const GRAPHQL_RESPONSE: &str = "application/graphql-response+json";
 const JSON: &str = "application/json";
@@ -118,7 +118,11 @@ fn accepts(headers: &HeaderMap, media_type: &str) -> bool {
 
 async fn execute(state: &AppState, request: Request, format: Format) -> Response {
     let raw = RawData::default();
-    let request = request.data(Access::anonymous()).data(raw.clone());
+    let started = Started::default();
+    let request = request
+        .data(Access::anonymous())
+        .data(raw.clone())
+        .data(started.clone());
     let timeout = state.config.request_timeout;
     let mut response = match tokio::time::timeout(timeout, state.schema.execute(request)).await {
         Ok(response) => response,
@@ -142,13 +146,21 @@ async fn execute(state: &AppState, request: Request, format: Format) -> Response
     for error in &mut response.errors {
         ensure_code(error, codes::INTERNAL);
     }
-    // A request that never reached execution (parse or validation failure) has no data.
-    let rejected = response.data == Value::Null && !response.errors.is_empty();
-    let status = match (format, rejected) {
-        (Format::GraphqlResponse, true) => StatusCode::BAD_REQUEST,
-        _ => StatusCode::OK,
+    if started.get() {
+        return json(StatusCode::OK, format, &response);
+    }
+    // Refused before execution (parse, validation, limits): no `data` entry at all.
+    let status = match format {
+        Format::GraphqlResponse => StatusCode::BAD_REQUEST,
+        Format::Json => StatusCode::OK,
     };
-    json(status, format, &response)
+    let body = serde_json::json!({ "errors": response.errors });
+    (
+        status,
+        [(header::CONTENT_TYPE, format.content_type())],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 fn json(status: StatusCode, format: Format, response: &GqlResponse) -> Response {

@@ -26,6 +26,14 @@ pub async fn observe(State(state): State<AppState>, request: Request, next: Next
         .unwrap_or("")
         .to_owned();
     let mut response = next.run(request).await;
+    if response.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        let message = format!("the request body is over {} bytes", state.config.body_limit);
+        response = error_body(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            codes::LIMIT_EXCEEDED,
+            &message,
+        );
+    }
     let elapsed = started.elapsed();
     let status = response.status();
     if let Ok(value) =

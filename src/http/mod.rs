@@ -87,11 +87,11 @@ pub fn router(state: AppState) -> Router {
     }
     router
         .fallback(middleware::not_found)
+        .layer(RequestBodyLimitLayer::new(body_limit))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             middleware::observe,
         ))
-        .layer(RequestBodyLimitLayer::new(body_limit))
         .layer(CatchPanicLayer::custom(middleware::panic_response))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))

@@ -3,11 +3,11 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, Utc};
-use rust_decimal::Decimal;
 use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
+use super::decimal::Decimal;
 use super::filter::{Column, Filter, Record, Scalar, Test};
 use crate::registry::{AttrType, Entity, Register, quote_ident};
 
@@ -29,6 +29,9 @@ pub const STANDARD_FIELDS: [(&str, AttrType); 9] = [
 
 /// Slot of `datafordelerRowId` in a row.
 pub const ROW_ID: usize = 0;
+
+/// Slot of `datafordelerRowVersion` in a row.
+const ROW_VERSION: usize = 1;
 
 /// The columns of an entity's rows: the standard fields, then the attributes, in slot order.
 pub fn columns(entity: &Entity) -> Vec<Arc<Column>> {
@@ -141,10 +144,14 @@ pub async fn fetch_rows(
 }
 
 fn push_select_list(qb: &mut QueryBuilder<Postgres>, entity: &Entity) {
+    // numeric is read as text: no Rust type holds every value PostgreSQL can.
     let names = STANDARD_FIELDS
         .iter()
         .map(|(name, _)| quote_ident(name))
-        .chain(entity.attributes.iter().map(|a| quote_ident(&a.name)));
+        .chain(entity.attributes.iter().map(|a| match a.ty {
+            AttrType::Decimal => format!("{}::text", quote_ident(&a.name)),
+            _ => quote_ident(&a.name),
+        }));
     qb.push(names.collect::<Vec<_>>().join(", "));
 }
 
@@ -179,11 +186,15 @@ fn decode_row(row: &PgRow, entity: &Entity) -> sqlx::Result<EntityRow> {
 fn decode_value(row: &PgRow, i: usize, ty: AttrType) -> sqlx::Result<Option<Scalar>> {
     Ok(match ty {
         AttrType::Text => row.try_get::<Option<String>, _>(i)?.map(Scalar::Text),
-        AttrType::Integer if i == 1 => row
+        // datafordelerRowVersion is an integer column, the attributes bigint.
+        AttrType::Integer if i == ROW_VERSION => row
             .try_get::<Option<i32>, _>(i)?
             .map(|v| Scalar::Integer(v.into())),
         AttrType::Integer => row.try_get::<Option<i64>, _>(i)?.map(Scalar::Integer),
-        AttrType::Decimal => row.try_get::<Option<Decimal>, _>(i)?.map(Scalar::Decimal),
+        AttrType::Decimal => row
+            .try_get::<Option<String>, _>(i)?
+            .and_then(|text| Decimal::parse(&text))
+            .map(Scalar::Decimal),
         AttrType::Boolean => row.try_get::<Option<bool>, _>(i)?.map(Scalar::Boolean),
         AttrType::Date => row.try_get::<Option<NaiveDate>, _>(i)?.map(Scalar::Date),
         AttrType::Timestamp => row

@@ -13,10 +13,10 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, Utc};
-use rust_decimal::Decimal;
 use sqlx::{Postgres, QueryBuilder};
 use uuid::Uuid;
 
+use super::decimal::Decimal;
 use crate::registry::AttrType;
 
 /// A typed value of a field, as filters compare it.
@@ -218,7 +218,8 @@ fn push_scalar(qb: &mut QueryBuilder<Postgres>, value: &Scalar) {
     match value.clone() {
         Scalar::Text(v) => qb.push_bind(v),
         Scalar::Integer(v) => qb.push_bind(v),
-        Scalar::Decimal(v) => qb.push_bind(v),
+        // numeric has no Rust type wide enough: bound as text, cast by PostgreSQL.
+        Scalar::Decimal(v) => qb.push_bind(v.to_string()).push("::numeric"),
         Scalar::Boolean(v) => qb.push_bind(v),
         Scalar::Date(v) => qb.push_bind(v),
         Scalar::Timestamp(v) => qb.push_bind(v),
@@ -240,10 +241,12 @@ fn push_list(qb: &mut QueryBuilder<Postgres>, ty: AttrType, list: &[Scalar]) {
             Scalar::Integer(v) => Some(*v),
             _ => None,
         })),
-        AttrType::Decimal => qb.push_bind(collect(list, |s| match s {
-            Scalar::Decimal(v) => Some(*v),
-            _ => None,
-        })),
+        AttrType::Decimal => qb
+            .push_bind(collect(list, |s| match s {
+                Scalar::Decimal(v) => Some(v.to_string()),
+                _ => None,
+            }))
+            .push("::numeric[]"),
         AttrType::Boolean => qb.push_bind(collect(list, |s| match s {
             Scalar::Boolean(v) => Some(*v),
             _ => None,

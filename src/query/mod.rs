@@ -4,12 +4,14 @@
 //! ([`Filter`], [`Cursor`], [`Bitemporal`]) and renders what comes back.
 
 pub mod cursor;
+pub mod decimal;
 pub mod entities;
 pub mod events;
 pub mod filter;
 pub mod status;
 
 pub use cursor::Cursor;
+pub use decimal::Decimal;
 pub use entities::{Bitemporal, EntityPage, EntityQuery, EntityRow};
 pub use events::{EventPage, EventQuery, EventRow};
 pub use filter::{Column, Filter, Record, Scalar, Test};
