@@ -1,4 +1,5 @@
 //! The server answers the verbatim Datafordeler events query over real HTTP.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 

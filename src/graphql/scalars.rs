@@ -116,7 +116,7 @@ mod tests {
 
     #[test]
     fn values_of_the_wrong_type_are_refused_with_the_expected_type() {
-        let err = parse(AttrType::Integer, &Value::String("12a".into())).unwrap_err();
+        let err = parse(AttrType::Integer, &Value::String("12a".into())).expect_err("not a Long");
         assert_eq!(err, "\"12a\" is not a valid Long");
         assert!(parse(AttrType::Date, &Value::String("2024-02-30".into())).is_err());
         assert_eq!(
