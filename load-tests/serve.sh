@@ -111,13 +111,17 @@ wrk -t 2 -c "$CLIENTS" -d 3s -s "$OUT/events.lua" "http://127.0.0.1:$PORT" > /de
 read -r _ ev_requests ev_errors ev_p50 ev_p99 ev_secs < <(wrk -t 2 -c "$CLIENTS" -d "$DURATION" -s "$OUT/events.lua" "http://127.0.0.1:$PORT" | grep '^RESULT')
 echo "server: 100-row-id entity lookups, $CLIENTS clients, $DURATION..." >&2
 read -r _ lk_requests lk_errors lk_p50 lk_p99 lk_secs < <(wrk -t 2 -c "$CLIENTS" -d "$DURATION" -s "$OUT/lookup.lua" "http://127.0.0.1:$PORT/graphql" | grep '^RESULT')
+echo "server: latency with one client, 10s each..." >&2
+read -r _ ev1_requests _ ev1_p50 ev1_p99 ev1_secs < <(wrk -t 1 -c 1 -d 10s -s "$OUT/events.lua" "http://127.0.0.1:$PORT" | grep '^RESULT')
+read -r _ lk1_requests _ lk1_p50 lk1_p99 lk1_secs < <(wrk -t 1 -c 1 -d 10s -s "$OUT/lookup.lua" "http://127.0.0.1:$PORT/graphql" | grep '^RESULT')
 rss_kb=$(ps -o rss= -p $server | tr -d ' ')
 
 python3 - "$EVENTS" "$CLIENTS" "$pg_tps" "$ev_requests" "$ev_errors" "$ev_p50" "$ev_p99" "$ev_secs" \
-    "$lk_requests" "$lk_errors" "$lk_p50" "$lk_p99" "$lk_secs" "$rss_kb" "$OUT/serve-results.json" <<'PY'
+    "$lk_requests" "$lk_errors" "$lk_p50" "$lk_p99" "$lk_secs" "$rss_kb" "$OUT/serve-results.json" \
+    "$ev1_p50" "$ev1_p99" "$lk1_p50" "$lk1_p99" <<'PY'
 import json, sys
 (events, clients, pg_tps, ev_req, ev_err, ev_p50, ev_p99, ev_s,
- lk_req, lk_err, lk_p50, lk_p99, lk_s, rss, out) = sys.argv[1:]
+ lk_req, lk_err, lk_p50, lk_p99, lk_s, rss, out, ev1_p50, ev1_p99, lk1_p50, lk1_p99) = sys.argv[1:]
 server_pages = int(ev_req) / float(ev_s)
 result = {
     "events_in_store": int(events),
@@ -134,6 +138,10 @@ result = {
     "lookup_p50_ms": float(lk_p50),
     "lookup_p99_ms": float(lk_p99),
     "lookup_errors": int(lk_err),
+    "one_client_events_p50_ms": float(ev1_p50),
+    "one_client_events_p99_ms": float(ev1_p99),
+    "one_client_lookup_p50_ms": float(lk1_p50),
+    "one_client_lookup_p99_ms": float(lk1_p99),
     "server_rss_mb": round(int(rss) / 1024, 1),
 }
 json.dump(result, open(out, "w"), indent=2)
