@@ -79,17 +79,17 @@ impl RegisterEvents {
             &format!("Conditions on {} events.", self.register.name),
             &self.field_order,
         );
-        let index = self.register.name.clone();
+        let (register_name, field_name) = (self.register.name.clone(), self.name.clone());
         let field = Field::new(
             node.clone(),
             TypeRef::named_nn(connection.type_name()),
             move |ctx| {
-                let register = index.clone();
+                let (register, field) = (register_name.clone(), field_name.clone());
                 FieldFuture::new(async move {
                     let api = ctx.data::<Arc<Api>>()?;
                     let access = ctx.data_opt::<Access>().cloned().unwrap_or_default();
                     let page = page(api, &register, ctx.args.as_index_map(), &access).await;
-                    api.observe(&format!("{register}_Events"), &page);
+                    api.observe(&field, &page);
                     let page = page.map_err(|e| e.extend())?;
                     Ok(Some(FieldValue::owned_any(page)))
                 })
