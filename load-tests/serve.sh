@@ -112,7 +112,8 @@ echo "server: latency with one client, 10s each..." >&2
 read -r _ ev1_requests _ ev1_p50 ev1_p99 ev1_secs < <(wrk -t 1 -c 1 -d 10s -s "$OUT/events.lua" "http://127.0.0.1:$PORT" | grep '^RESULT')
 read -r _ lk1_requests _ lk1_p50 lk1_p99 lk1_secs < <(wrk -t 1 -c 1 -d 10s -s "$OUT/lookup.lua" "http://127.0.0.1:$PORT/graphql" | grep '^RESULT')
 rss_kb=$(ps -o rss= -p $server | tr -d ' ')
-failed=$(curl -sf "http://127.0.0.1:$PORT/metrics" | grep '^fordeler_graphql_fields_total' | grep -v 'outcome="ok"' | awk '{s += $2} END {print s + 0}')
+failed=$(curl -sf "http://127.0.0.1:$PORT/metrics" \
+    | awk '/^fordeler_graphql_fields_total/ && !/outcome="ok"/ {s += $2} END {print s + 0}')
 [ "$failed" = 0 ] || { echo "the server answered $failed requests with errors during the run" >&2; exit 1; }
 
 python3 - "$EVENTS" "$CLIENTS" "$pg_tps" "$ev_requests" "$ev_errors" "$ev_p50" "$ev_p99" "$ev_secs" \
