@@ -11,7 +11,7 @@ use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
-use super::filter::{Column, Filter};
+use super::filter::{Column, Filter, Scalar};
 use crate::registry::{AttrType, Register, quote_ident};
 
 /// One event, as stored.
@@ -156,6 +156,54 @@ pub fn columns(register: &Register) -> Vec<Arc<Column>> {
             })
         })
         .collect()
+}
+
+impl EventRow {
+    /// The event's values in [`columns`] order, for evaluating a filter in memory.
+    pub fn to_record(&self, register: &Register) -> Vec<Option<Scalar>> {
+        let text = |t: &Option<String>| t.clone().map(Scalar::Text);
+        let time = |t: &Option<DateTime<Utc>>| t.map(Scalar::Timestamp);
+        let mut values = vec![
+            Some(Scalar::Integer(self.eventid)),
+            Some(Scalar::Text(self.entityname.clone())),
+            Some(Scalar::Text(self.eventaction.clone())),
+            Some(Scalar::Integer(self.datafordeler_import_sequence)),
+            Some(Scalar::Timestamp(self.datafordeler_opdateringstid)),
+            Some(Scalar::Boolean(self.fromfailedimport)),
+            text(&self.object_id),
+            Some(Scalar::Uuid(self.object_datafordeler_rowid)),
+            Some(Scalar::Integer(self.object_datafordeler_rowversion.into())),
+            time(&self.object_registreringfra),
+            time(&self.object_registreringtil),
+            text(&self.object_status),
+            time(&self.object_virkningfra),
+            time(&self.object_virkningtil),
+        ];
+        for field in &register.event_fields {
+            let json = self.extra.as_ref().and_then(|x| x.get(&field.name));
+            values.push(json.and_then(|v| extra_scalar(field.ty, v)));
+        }
+        values
+    }
+}
+
+/// An extra field's JSON value as the type the definition gives it.
+fn extra_scalar(ty: AttrType, value: &serde_json::Value) -> Option<Scalar> {
+    use serde_json::Value as J;
+    match (ty, value) {
+        (AttrType::Text, J::String(s)) => Some(Scalar::Text(s.clone())),
+        (AttrType::Integer, J::Number(n)) => n.as_i64().map(Scalar::Integer),
+        (AttrType::Decimal, J::Number(n)) => {
+            super::Decimal::parse(&n.to_string()).map(Scalar::Decimal)
+        }
+        (AttrType::Boolean, J::Bool(b)) => Some(Scalar::Boolean(*b)),
+        (AttrType::Date, J::String(s)) => s.parse().ok().map(Scalar::Date),
+        (AttrType::Timestamp, J::String(s)) => DateTime::parse_from_rfc3339(s)
+            .ok()
+            .map(|t| Scalar::Timestamp(t.with_timezone(&Utc))),
+        (AttrType::Uuid, J::String(s)) => Uuid::try_parse(s).ok().map(Scalar::Uuid),
+        _ => None,
+    }
 }
 
 /// What to read: a filter, a position, a page size and entities the caller may not see.
