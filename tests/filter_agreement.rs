@@ -59,7 +59,7 @@ fn test(rng: &mut Rng, column: &Column, seen: &[Vec<Option<Scalar>>]) -> Test {
         column.ty,
         AttrType::Text | AttrType::Uuid | AttrType::Boolean
     );
-    let mut list = |rng: &mut Rng| {
+    let list = |rng: &mut Rng| {
         (0..rng.below(4))
             .map(|_| value(rng, column, seen))
             .collect()
