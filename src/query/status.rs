@@ -31,7 +31,10 @@ pub struct ImportStatus {
 pub async fn import_status(pool: &PgPool) -> sqlx::Result<Vec<ImportStatus>> {
     sqlx::query_as(
         "SELECT r.name AS register, r.last_sequence, r.last_eventid, r.last_import_at,
-                a.sequence AS importing_sequence, a.xact_start AS importing_since,
+                -- Between the import's commit and its session name's reset, the package is
+                -- already the last one: it is not running any more.
+                CASE WHEN a.sequence > r.last_sequence THEN a.sequence END AS importing_sequence,
+                CASE WHEN a.sequence > r.last_sequence THEN a.xact_start END AS importing_since,
                 f.failed_at AS last_failure_at, f.kind AS last_failure
          FROM registers r
          LEFT JOIN LATERAL (
