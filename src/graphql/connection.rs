@@ -2,9 +2,14 @@
 
 use std::sync::Arc;
 
-use async_graphql::Value;
 use async_graphql::dynamic::{Field, FieldFuture, FieldValue, Object, ResolverContext, TypeRef};
+use async_graphql::indexmap::IndexMap;
+use async_graphql::{ErrorExtensions, Name, Value};
+use futures_util::future::BoxFuture;
 
+use super::Api;
+use super::access::Access;
+use super::errors::ApiError;
 use crate::query::Cursor;
 
 /// A row that has a keyset position.
@@ -29,6 +34,38 @@ impl<T: Keyed> Page<T> {
     fn cursor(&self, row: &T) -> String {
         row.cursor().encode(&self.field)
     }
+}
+
+/// How a root connection field reads its page: `(api, key, arguments, access)`.
+pub type PageFn<T> = for<'a> fn(
+    &'a Api,
+    &'a str,
+    &'a IndexMap<Name, Value>,
+    &'a Access,
+) -> BoxFuture<'a, Result<Page<T>, ApiError>>;
+
+/// A root field of type `connection` that reads its page with `page(api, key, ...)`, counts it
+/// under `field` in the metrics, and answers errors with their code.
+pub fn root_field<T: Keyed>(
+    field: Arc<str>,
+    key: Arc<str>,
+    connection: &str,
+    page: PageFn<T>,
+) -> Field {
+    Field::new(
+        field.to_string(),
+        TypeRef::named_nn(connection),
+        move |ctx| {
+            let (field, key) = (field.clone(), key.clone());
+            FieldFuture::new(async move {
+                let api = ctx.data::<Arc<Api>>()?;
+                let access = ctx.data_opt::<Access>().cloned().unwrap_or_default();
+                let result = page(api, &key, ctx.args.as_index_map(), &access).await;
+                api.observe(&field, &result);
+                Ok(Some(FieldValue::owned_any(result.map_err(|e| e.extend())?)))
+            })
+        },
+    )
 }
 
 /// The shared `PageInfo` type.

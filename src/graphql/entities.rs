@@ -11,7 +11,6 @@ use chrono::{DateTime, Utc};
 
 use super::access::Access;
 use super::connection::{self, Keyed, Page};
-use async_graphql::ErrorExtensions;
 
 use super::errors::ApiError;
 use super::filters::{self, FilterField, FilterFields};
@@ -86,21 +85,11 @@ impl EntityApi {
             &format!("Conditions on {node} rows."),
             &self.field_order,
         );
-        let name = self.name.clone();
-        let field = Field::new(
-            node.clone(),
-            TypeRef::named_nn(connection.type_name()),
-            move |ctx| {
-                let name = name.clone();
-                FieldFuture::new(async move {
-                    let api = ctx.data::<Arc<Api>>()?;
-                    let access = ctx.data_opt::<Access>().cloned().unwrap_or_default();
-                    let page = page(api, &name, ctx.args.as_index_map(), &access).await;
-                    api.observe(&name, &page);
-                    let page = page.map_err(|e| e.extend())?;
-                    Ok(Some(FieldValue::owned_any(page)))
-                })
-            },
+        let field = connection::root_field(
+            self.name.clone(),
+            self.name.clone(),
+            connection.type_name(),
+            |api, key, args, access| Box::pin(page(api, key, args, access)),
         )
         .description(format!(
             "{} rows valid at `registreringstid` and `virkningstid` (default: now), ascending \

@@ -10,7 +10,6 @@ use async_graphql::{Name, Value};
 
 use super::access::{Access, forbidden};
 use super::connection::{self, Keyed, Page};
-use async_graphql::ErrorExtensions;
 
 use super::errors::ApiError;
 use super::filters::{self, FilterField, FilterFields};
@@ -79,21 +78,12 @@ impl RegisterEvents {
             &format!("Conditions on {} events.", self.register.name),
             &self.field_order,
         );
-        let (register_name, field_name) = (self.register.name.clone(), self.name.clone());
-        let field = Field::new(
-            node.clone(),
-            TypeRef::named_nn(connection.type_name()),
-            move |ctx| {
-                let (register, field) = (register_name.clone(), field_name.clone());
-                FieldFuture::new(async move {
-                    let api = ctx.data::<Arc<Api>>()?;
-                    let access = ctx.data_opt::<Access>().cloned().unwrap_or_default();
-                    let page = page(api, &register, ctx.args.as_index_map(), &access).await;
-                    api.observe(&field, &page);
-                    let page = page.map_err(|e| e.extend())?;
-                    Ok(Some(FieldValue::owned_any(page)))
-                })
-            },
+        let key: Arc<str> = self.register.name.as_str().into();
+        let field = connection::root_field(
+            self.name.clone(),
+            key,
+            connection.type_name(),
+            |api, key, args, access| Box::pin(page(api, key, args, access)),
         )
         .description(format!(
             "Events of {}: one per changed row, ascending `eventid`, gap-free. Page with \

@@ -137,11 +137,6 @@ impl Api {
             .store(false, std::sync::atomic::Ordering::Relaxed);
     }
 
-    /// The limits in force.
-    pub fn limits(&self) -> &Limits {
-        &self.limits
-    }
-
     /// Builds the executable schema.
     pub fn schema(self: &Arc<Self>) -> Result<Schema, SchemaError> {
         let mut query = Object::new("Query").description(

@@ -8,7 +8,7 @@ use sqlx::{PgPool, Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
 use super::decimal::Decimal;
-use super::filter::{Column, Filter, Record, Scalar, Test};
+use super::filter::{Column, Filter, Scalar, Test};
 use crate::registry::{AttrType, Entity, Register, quote_ident};
 
 /// The bitemporal fields every entity row has, before its attributes: API name and type.
@@ -57,12 +57,6 @@ pub fn columns(entity: &Entity) -> Vec<Arc<Column>> {
 /// One stored row: its values in [`columns`] order (`None` is null).
 #[derive(Debug, Clone)]
 pub struct EntityRow(pub Vec<Option<Scalar>>);
-
-impl Record for EntityRow {
-    fn value(&self, slot: usize) -> Option<&Scalar> {
-        self.0[..].value(slot)
-    }
-}
 
 /// The bitemporal point rows must be valid at; `None` means now.
 #[derive(Debug, Clone, Copy, Default)]
