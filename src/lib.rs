@@ -9,6 +9,7 @@
 //! - [`package`]: the package format, a streaming reader and row validation into COPY text.
 //! - [`store`]: PostgreSQL: migrations, tables derived from definitions, status queries.
 //! - [`import`]: the atomic, set-based importer.
+//! - [`live`]: one reader per register fanning new events out to subscribers, with catch-up.
 //! - [`generate`]: deterministic synthetic packages for tests, benchmarks and the demo.
 //! - [`embedded`] and [`database`]: the private PostgreSQL cluster used when no `DATABASE_URL`.
 //! - [`cli`]: one module per subcommand; `main.rs` only parses and dispatches.
@@ -20,6 +21,7 @@ pub mod generate;
 pub mod graphql;
 pub mod http;
 pub mod import;
+pub mod live;
 pub mod metrics;
 pub mod package;
 pub mod query;

@@ -126,6 +126,7 @@ async fn sql_and_in_memory_evaluation_select_the_same_events_for_random_filters(
     let all_query = EventQuery {
         filter: &everything,
         after: None,
+        until: None,
         first: 100_000,
         hidden_entities: &[],
     };
@@ -144,6 +145,7 @@ async fn sql_and_in_memory_evaluation_select_the_same_events_for_random_filters(
         let query = EventQuery {
             filter: &filter,
             after: None,
+            until: None,
             first: 100_000,
             hidden_entities: &[],
         };

@@ -17,6 +17,7 @@ use crate::generate::{GenerateOptions, generate};
 use crate::graphql::{Api, Limits};
 use crate::http::{self, AppState, HttpConfig};
 use crate::import::{self, Quiet};
+use crate::live::LiveConfig;
 use crate::metrics::Metrics;
 use crate::registry::{Register, Registry};
 use crate::store::register_status;
@@ -75,10 +76,16 @@ pub async fn run(opts: Opts) -> anyhow::Result<()> {
             )
         })?;
     let addr = listener.local_addr()?;
-    let api = Api::new(
+    // Publish each import to subscribers within a second: the demo imports every few seconds.
+    let live = LiveConfig {
+        publish_interval: Duration::from_secs(1),
+        ..LiveConfig::default()
+    };
+    let api = Api::with_live(
         pool.clone(),
         Arc::new(registry.clone()),
         Limits::default(),
+        live,
         Metrics::new(),
     );
     let router = http::router(AppState::new(&api, HttpConfig::default())?);
@@ -88,8 +95,10 @@ pub async fn run(opts: Opts) -> anyhow::Result<()> {
         let _ = stop_tx.send(true);
     });
     let mut server_stop = stop.clone();
+    let hub = api.live().clone();
     let server = tokio::spawn(http::serve(listener, router, async move {
         let _ = server_stop.wait_for(|stopped| *stopped).await;
+        hub.close();
     }));
     print_welcome(addr, opts.import_every);
     let mut stop = stop;

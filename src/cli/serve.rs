@@ -1,4 +1,5 @@
-//! `fordeler serve`: the GraphQL API over HTTP until SIGTERM or Ctrl-C.
+//! `fordeler serve`: the GraphQL API over HTTP (queries, and subscriptions over SSE) until
+//! SIGTERM or Ctrl-C, which completes every event stream.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -11,6 +12,7 @@ use tokio::net::TcpListener;
 use crate::database::DatabaseOpts;
 use crate::graphql::{Api, Limits};
 use crate::http::{self, AppState, HttpConfig};
+use crate::live::LiveConfig;
 use crate::metrics::Metrics;
 
 /// Options of `fordeler serve`.
@@ -56,6 +58,23 @@ pub struct Opts {
     /// react@18.3.1 and react-dom@18.3.1, i.e. its node_modules) instead of the unpkg CDN.
     #[arg(long, env = "FORDELER_GRAPHIQL_ASSETS")]
     pub graphiql_assets: Option<PathBuf>,
+    /// How often each register's new events are read and published to subscribers (`0s`:
+    /// as soon as an import commits).
+    #[arg(long, env = "FORDELER_PUBLISH_INTERVAL", default_value = "30s", value_parser = parse_duration)]
+    pub publish_interval: Duration,
+    /// Longest an event stream stays open; it then completes and the client reconnects with
+    /// Last-Event-ID.
+    #[arg(long, env = "FORDELER_STREAM_LIMIT", default_value = "10m", value_parser = parse_duration)]
+    pub stream_limit: Duration,
+    /// Keep-alive comment interval on idle event streams.
+    #[arg(long, env = "FORDELER_KEEP_ALIVE", default_value = "15s", value_parser = parse_duration)]
+    pub keep_alive: Duration,
+    /// Most open event streams in this process; more get 429.
+    #[arg(long, env = "FORDELER_MAX_STREAMS", default_value_t = 10_000)]
+    pub max_streams: usize,
+    /// Most open event streams per client (IP address, until credentials exist); more get 429.
+    #[arg(long, env = "FORDELER_MAX_STREAMS_PER_CLIENT", default_value_t = 100)]
+    pub max_streams_per_client: usize,
 }
 
 impl Opts {
@@ -70,6 +89,18 @@ impl Opts {
             max_aliases: self.max_aliases,
             max_root_fields: self.max_root_fields,
             ..Limits::default()
+        }
+    }
+
+    /// The subscription settings these options set.
+    pub fn live(&self) -> LiveConfig {
+        LiveConfig {
+            publish_interval: self.publish_interval,
+            stream_limit: self.stream_limit,
+            keep_alive: self.keep_alive,
+            max_streams: self.max_streams,
+            max_streams_per_client: self.max_streams_per_client,
+            ..LiveConfig::default()
         }
     }
 
@@ -107,7 +138,8 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 /// Serves until SIGTERM or Ctrl-C.
 pub async fn run(opts: Opts) -> anyhow::Result<()> {
     let (pool, registry, _) = opts.db.open(opts.pool_size).await?;
-    let api = Api::new(pool, Arc::new(registry), opts.limits(), Metrics::new());
+    let registry = Arc::new(registry);
+    let api = Api::with_live(pool, registry, opts.limits(), opts.live(), Metrics::new());
     let router = http::router(AppState::new(&api, opts.http())?);
     let listener = TcpListener::bind(opts.listen)
         .await
@@ -115,7 +147,13 @@ pub async fn run(opts: Opts) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "serving GraphQL");
     eprintln!("fordeler: GraphQL at http://{addr}/graphql (GraphiQL in a browser)");
-    http::serve(listener, router, shutdown_signal()).await?;
+    let hub = api.live().clone();
+    let shutdown = async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down: completing event streams");
+        hub.close();
+    };
+    http::serve(listener, router, shutdown).await?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -15,6 +15,9 @@ pub enum ApiError {
     /// The caller may not read this.
     #[error("{0}")]
     Forbidden(String),
+    /// The server cannot serve this now (it is shutting down); retry, on another instance.
+    #[error("{0}")]
+    Unavailable(String),
     /// Something failed inside; the details are in the server log.
     #[error("internal error; the server log has the details")]
     Internal,
@@ -27,6 +30,7 @@ impl ApiError {
             ApiError::BadUserInput(_) => codes::BAD_USER_INPUT,
             ApiError::LimitExceeded(_) => codes::LIMIT_EXCEEDED,
             ApiError::Forbidden(_) => codes::FORBIDDEN,
+            ApiError::Unavailable(_) => codes::UNAVAILABLE,
             ApiError::Internal => codes::INTERNAL,
         }
     }
@@ -56,6 +60,8 @@ pub mod codes {
     pub const FORBIDDEN: &str = "FORBIDDEN";
     /// A failure inside the server.
     pub const INTERNAL: &str = "INTERNAL";
+    /// The server cannot serve this now (shutting down, too many streams); retry later.
+    pub const UNAVAILABLE: &str = "UNAVAILABLE";
     /// The request is not valid GraphQL syntax.
     pub const PARSE_FAILED: &str = "GRAPHQL_PARSE_FAILED";
     /// The request does not fit the schema.

@@ -204,6 +204,36 @@ pub async fn page(
     args: &IndexMap<Name, Value>,
     access: &Access,
 ) -> Result<Page<EventRow>, ApiError> {
+    let (events, filter, hidden) = checked_filter(api, register, args, access)?;
+    let first = super::entities::page_size(args.get("first"), &api.limits)?;
+    let after = match super::entities::cursor_arg(args, &events.name, true)? {
+        Some(Cursor::Event(id)) => Some(id),
+        _ => None,
+    };
+    let query = EventQuery {
+        filter: &filter,
+        after,
+        until: None,
+        first,
+        hidden_entities: &hidden,
+    };
+    let page = store::fetch_events(&api.pool, &events.register, &query).await?;
+    Ok(Page {
+        field: events.name.clone(),
+        rows: Arc::new(page.rows),
+        has_next: page.has_next,
+        has_previous: after.is_some_and(|a| a > 0),
+    })
+}
+
+/// The events API of `register`, the `where` filter of `args`, and the entities the caller may
+/// not see; `FORBIDDEN` when the filter names one of them, or the caller sees none.
+pub fn checked_filter<'a>(
+    api: &'a Api,
+    register: &str,
+    args: &IndexMap<Name, Value>,
+    access: &Access,
+) -> Result<(&'a RegisterEvents, Filter, Vec<String>), ApiError> {
     let events = api
         .events
         .iter()
@@ -217,24 +247,7 @@ pub async fn page(
     if let Some(entity) = named_entity(&filter, &hidden) {
         return Err(forbidden(&events.register, entity));
     }
-    let first = super::entities::page_size(args.get("first"), &api.limits)?;
-    let after = match super::entities::cursor_arg(args, &events.name, true)? {
-        Some(Cursor::Event(id)) => Some(id),
-        _ => None,
-    };
-    let query = EventQuery {
-        filter: &filter,
-        after,
-        first,
-        hidden_entities: &hidden,
-    };
-    let page = store::fetch_events(&api.pool, &events.register, &query).await?;
-    Ok(Page {
-        field: events.name.clone(),
-        rows: Arc::new(page.rows),
-        has_next: page.has_next,
-        has_previous: after.is_some_and(|a| a > 0),
-    })
+    Ok((events, filter, hidden))
 }
 
 /// A hidden entity the filter asks for by name (`entityname: {eq: "Person"}` or `in`).

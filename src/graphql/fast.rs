@@ -1,6 +1,7 @@
 //! The hot path: a page of events (`R_Events { nodes { ... } pageInfo { ... } }`), written
 //! straight into JSON bytes instead of through one async resolver per field (which costs ten
-//! times the database's own work on a 1000-event page).
+//! times the database's own work on a 1000-event page). Likewise each event of a subscription
+//! (`subscription { R_Events { ... } }`), as a whole SSE message: [`StreamPlan`].
 //!
 //! It runs after async-graphql has parsed and validated the request, and covers one shape only:
 //! a query with a single `R_Events` root field selecting plain `nodes` and `pageInfo` fields,
@@ -9,6 +10,7 @@
 
 use std::collections::HashSet;
 use std::convert::Infallible;
+use std::fmt::Write as _;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
@@ -132,6 +134,7 @@ enum Part {
     PageInfo(String, Vec<(String, PageInfoField)>),
 }
 
+#[derive(Debug)]
 enum NodeField {
     Standard(usize),
     Extra(String),
@@ -203,6 +206,68 @@ impl Plan {
             }
         }
         out.extend_from_slice(b"}}}");
+        out
+    }
+}
+
+/// A subscription whose events can be written straight into SSE messages: a single
+/// `R_Events` root field selecting plain event fields, no fragments, directives or
+/// `__typename`. Anything else goes through async-graphql, one resolver per field.
+#[derive(Debug)]
+pub struct StreamPlan {
+    /// Identifies the rendering: subscribers with equal keys share each event's message.
+    key: Arc<str>,
+    /// The root field's response key.
+    root: String,
+    fields: Vec<(String, NodeField)>,
+}
+
+impl StreamPlan {
+    /// The plan for `query`, if it has the one shape the plan covers. The request must still
+    /// be validated by the schema.
+    pub fn of(api: &Api, query: &str, operation_name: Option<&str>) -> Option<Self> {
+        let document = async_graphql::parser::parse_query(query).ok()?;
+        if !document.fragments.is_empty() {
+            return None;
+        }
+        let operation = &operation(&document, operation_name)?.node;
+        if operation.ty != OperationType::Subscription || !operation.directives.is_empty() {
+            return None;
+        }
+        let [root] = operation.selection_set.node.items.as_slice() else {
+            return None;
+        };
+        let root = plain_field(root)?;
+        let events = api.events.iter().find(|e| *e.name == *root.name.node)?;
+        let fields = leaves(root, |name| node_field(events, name))?;
+        let root = root.response_key().node.to_string();
+        let mut key = format!("{}:{root}", events.name);
+        for (name, field) in &fields {
+            let _ = match field {
+                NodeField::Standard(n) => write!(key, ",{name}={n}"),
+                NodeField::Extra(extra) => write!(key, ",{name}={extra}"),
+            };
+        }
+        Some(Self {
+            key: key.into(),
+            root,
+            fields,
+        })
+    }
+
+    /// Identifies the rendering.
+    pub fn key(&self) -> &Arc<str> {
+        &self.key
+    }
+
+    /// The SSE message of `event`: `event: next`, `id: <eventid>`, `data: {"data": ...}`.
+    pub fn message(&self, event: &EventRow) -> Vec<u8> {
+        let mut out = Vec::with_capacity(64 + self.fields.len() * 48);
+        out.extend_from_slice(b"event: next\nid: ");
+        write_int(&mut out, event.eventid);
+        let _ = write!(out, "\ndata: {{\"data\":{{\"{}\":{{", self.root);
+        write_fields(&mut out, &self.fields, event);
+        out.extend_from_slice(b"}}}\n\n");
         out
     }
 }
@@ -307,21 +372,26 @@ fn write_nodes(
             out.push(b',');
         }
         out.push(b'{');
-        for (m, (key, field)) in fields.iter().enumerate() {
-            if m > 0 {
-                out.push(b',');
-            }
-            out.push(b'"');
-            out.extend_from_slice(key.as_bytes());
-            out.extend_from_slice(b"\":");
-            match field {
-                NodeField::Standard(i) => write_standard(out, event, *i),
-                NodeField::Extra(name) => write_extra(out, event, name),
-            }
-        }
+        write_fields(out, fields, event);
         out.push(b'}');
     }
     out.push(b']');
+}
+
+/// `"key":value` for each of `fields`, comma-separated.
+fn write_fields(out: &mut Vec<u8>, fields: &[(String, NodeField)], event: &EventRow) {
+    for (m, (key, field)) in fields.iter().enumerate() {
+        if m > 0 {
+            out.push(b',');
+        }
+        out.push(b'"');
+        out.extend_from_slice(key.as_bytes());
+        out.extend_from_slice(b"\":");
+        match field {
+            NodeField::Standard(i) => write_standard(out, event, *i),
+            NodeField::Extra(name) => write_extra(out, event, name),
+        }
+    }
 }
 
 fn write_page_info(

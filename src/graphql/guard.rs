@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use async_graphql::extensions::{
     Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextValidation,
 };
-use async_graphql::parser::types::{ExecutableDocument, Selection, SelectionSet};
+use async_graphql::parser::types::{ExecutableDocument, OperationType, Selection, SelectionSet};
 use async_graphql::{ServerError, ServerResult, ValidationResult, Variables};
 
 use super::Limits;
@@ -104,6 +104,15 @@ impl GuardExtension {
                 &operation.node.selection_set.node,
                 &mut HashSet::new(),
             );
+            if operation.node.ty == OperationType::Subscription && roots != 1 {
+                // The spec's "single root field" rule, which async-graphql does not check.
+                let mut error = ServerError::new(
+                    format!("a subscription selects exactly one root field, not {roots}"),
+                    Some(operation.pos),
+                );
+                ensure_code(&mut error, codes::VALIDATION_FAILED);
+                return Err(error);
+            }
             if roots > self.max_root_fields {
                 return Err(limit(format!(
                     "the operation selects {roots} root fields; at most {} are allowed",

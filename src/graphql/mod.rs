@@ -2,7 +2,7 @@
 //! schema). Knows nothing of HTTP: the `http` layer mounts [`Api::schema`] and calls `execute`.
 //!
 //! For each register `R`: `R_Events` and one `R_<Entity>` per entity (Relay connections with
-//! keyset cursors), plus `RegisterImportStatus` for all. Every `where` argument is parsed into
+//! keyset cursors), plus `RegisterImportStatus` for all; and `subscription { R_Events }`. Every `where` argument is parsed into
 //! the one [`Filter`](crate::query::Filter) representation and compiled to parameterised SQL.
 
 mod access;
@@ -15,6 +15,7 @@ mod filters;
 mod guard;
 mod scalars;
 mod status;
+pub mod subscription;
 
 use std::sync::Arc;
 
@@ -23,9 +24,10 @@ use sqlx::PgPool;
 
 pub use access::Access;
 pub use errors::ApiError;
-pub use fast::RawData;
+pub use fast::{RawData, StreamPlan};
 pub use guard::Started;
 
+use crate::live::{Hub, LiveConfig};
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 
@@ -75,6 +77,7 @@ pub struct Api {
     events: Vec<events::RegisterEvents>,
     fast_path: std::sync::atomic::AtomicBool,
     entities: Vec<entities::EntityApi>,
+    live: Hub,
 }
 
 impl Api {
@@ -85,6 +88,18 @@ impl Api {
         limits: Limits,
         metrics: Metrics,
     ) -> Arc<Self> {
+        Self::with_live(pool, registry, limits, LiveConfig::default(), metrics)
+    }
+
+    /// The API with subscription settings `live`.
+    pub fn with_live(
+        pool: PgPool,
+        registry: Arc<Registry>,
+        limits: Limits,
+        live: LiveConfig,
+        metrics: Metrics,
+    ) -> Arc<Self> {
+        let live = Hub::new(pool.clone(), &registry, live, metrics.clone());
         let events = registry
             .registers()
             .iter()
@@ -98,6 +113,7 @@ impl Api {
             metrics,
             events,
             entities,
+            live,
             fast_path: std::sync::atomic::AtomicBool::new(true),
         })
     }
@@ -105,6 +121,11 @@ impl Api {
     /// The database pool.
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// The live feeds subscriptions read.
+    pub fn live(&self) -> &Hub {
+        &self.live
     }
 
     /// The metrics resolvers record into.
@@ -158,8 +179,9 @@ impl Api {
         query = query.field(field);
         builder_types.extend(types);
 
-        let mut builder = Schema::build("Query", None, None)
+        let mut builder = Schema::build("Query", None, Some("Subscription"))
             .register(query)
+            .register(subscription::schema(self))
             .register(connection::page_info())
             .data(self.clone())
             .extension(guard::Guard::new(&self.limits))

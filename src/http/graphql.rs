@@ -1,31 +1,42 @@
 //! `/graphql` per the GraphQL-over-HTTP spec: `POST` with a JSON body, `GET` with the request in
 //! the query string; `application/graphql-response+json` (request errors get a 4xx status) or
 //! `application/json` (always 200 once the request is well-formed). A browser asking for HTML at
-//! `GET /graphql` gets GraphiQL.
+//! `GET /graphql` gets GraphiQL; a request accepting `text/event-stream` gets an event stream
+//! ([`super::sse`]).
 
 use async_graphql::{Request, Response as GqlResponse, ServerError};
 use axum::body::Bytes;
-use axum::extract::{RawQuery, State};
+use std::net::SocketAddr;
+
+use axum::Extension;
+use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 
-use super::{AppState, graphiql};
+use super::{AppState, graphiql, sse};
 use crate::graphql::errors::{codes, ensure_code};
 use crate::graphql::{Access, RawData, Started};
 
 const GRAPHQL_RESPONSE: &str = "application/graphql-response+json";
 const JSON: &str = "application/json";
+const EVENT_STREAM: &str = "text/event-stream";
+
+fn peer_addr(peer: Option<Extension<ConnectInfo<SocketAddr>>>) -> Option<SocketAddr> {
+    peer.map(|Extension(ConnectInfo(addr))| addr)
+}
 
 /// `GET /graphql`: GraphiQL for a browser, else a query from the query string.
 pub async fn get(
     State(state): State<AppState>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
     let format = Format::negotiate(&headers);
+    let stream = accepts(&headers, EVENT_STREAM);
     let query = query.unwrap_or_default();
     if !query.split('&').any(|p| p.starts_with("query=")) {
-        if accepts(&headers, "text/html") {
+        if accepts(&headers, "text/html") && !stream {
             return Html(graphiql::page(state.config.graphiql_assets.is_some())).into_response();
         }
         return error_body(
@@ -35,6 +46,7 @@ pub async fn get(
         );
     }
     match async_graphql::http::parse_query_string(&query) {
+        Ok(request) if stream => sse::respond(&state, request, &headers, peer_addr(peer)).await,
         Ok(request) => execute(&state, request, format).await,
         Err(e) => error_body(
             StatusCode::BAD_REQUEST,
@@ -45,7 +57,12 @@ pub async fn get(
 }
 
 /// `POST /graphql` with a JSON body `{query, operationName, variables, extensions}`.
-pub async fn post(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn post(
+    State(state): State<AppState>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let format = Format::negotiate(&headers);
     let content_type = headers
         .get(header::CONTENT_TYPE)
@@ -60,6 +77,9 @@ pub async fn post(State(state): State<AppState>, headers: HeaderMap, body: Bytes
         );
     }
     match serde_json::from_slice::<Request>(&body) {
+        Ok(request) if accepts(&headers, EVENT_STREAM) => {
+            sse::respond(&state, request, &headers, peer_addr(peer)).await
+        }
         Ok(request) => execute(&state, request, format).await,
         Err(e) => error_body(
             StatusCode::BAD_REQUEST,

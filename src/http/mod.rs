@@ -1,11 +1,12 @@
-//! The HTTP layer: mounts the GraphQL schema (`/graphql`), GraphiQL, the SDL, health, readiness
-//! and metrics, with request ids, a body-size limit, a timeout, panic recovery and one log line
+//! The HTTP layer: mounts the GraphQL schema (`/graphql`, with subscriptions over SSE),
+//! GraphiQL, the SDL, health, readiness and metrics, with request ids, a body-size limit, a timeout, panic recovery and one log line
 //! per request. Knows nothing of SQL beyond the readiness probe.
 
 mod graphiql;
 mod graphql;
 mod health;
 mod middleware;
+mod sse;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -50,6 +51,7 @@ impl Default for HttpConfig {
 /// What the handlers share.
 #[derive(Clone)]
 pub struct AppState {
+    api: Arc<Api>,
     schema: Schema,
     pool: PgPool,
     metrics: Metrics,
@@ -63,6 +65,7 @@ impl AppState {
         let schema = api.schema()?;
         let sdl = schema.sdl().into();
         Ok(Self {
+            api: api.clone(),
             schema,
             pool: api.pool().clone(),
             metrics: api.metrics().clone(),
@@ -98,13 +101,15 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Serves `router` on `listener` until `shutdown` completes, then drains open requests.
+/// Serves `router` on `listener` until `shutdown` completes, then drains open requests (close
+/// the API's live hub in `shutdown`, so that event streams complete).
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router)
+    let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, service)
         .with_graceful_shutdown(shutdown)
         .await
 }

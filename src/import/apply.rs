@@ -214,7 +214,8 @@ pub async fn apply_entity(
     })
 }
 
-/// Records the package and moves the register's counters, in the import's transaction.
+/// Records the package, moves the register's counters and notifies live readers, in the
+/// import's transaction.
 pub async fn finish_package(
     conn: &mut PgConnection,
     record: &PackageRecord<'_>,
@@ -251,6 +252,14 @@ pub async fn finish_package(
     .bind(record.events_last)
     .execute(&mut *conn)
     .await?;
+    if record.events_last.is_some() {
+        // Delivered at commit, to wake the servers' live readers (crate::live).
+        sqlx::query("SELECT pg_notify($1, name) FROM registers WHERE register_id = $2")
+            .bind(crate::live::NOTIFY_CHANNEL)
+            .bind(record.register_id)
+            .execute(&mut *conn)
+            .await?;
+    }
     Ok(())
 }
 

@@ -213,6 +213,8 @@ pub struct EventQuery<'a> {
     pub filter: &'a Filter,
     /// Only events after this eventid.
     pub after: Option<i64>,
+    /// Only events up to and including this eventid.
+    pub until: Option<i64>,
     /// Page size.
     pub first: usize,
     /// Entities whose events are left out.
@@ -242,6 +244,10 @@ pub async fn fetch_events(
     qb.push_bind(register.name.clone());
     qb.push(") AND eventid > ");
     qb.push_bind(query.after.unwrap_or(0));
+    if let Some(until) = query.until {
+        qb.push(" AND eventid <= ");
+        qb.push_bind(until);
+    }
     if !query.hidden_entities.is_empty() {
         qb.push(" AND entityname <> ALL(");
         qb.push_bind(query.hidden_entities.to_vec());

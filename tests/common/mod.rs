@@ -336,24 +336,69 @@ impl TestServer {
         limits: fordeler::graphql::Limits,
         config: fordeler::http::HttpConfig,
     ) -> Self {
-        let api = fordeler::graphql::Api::new(
+        Self::start_full(db, limits, config, fordeler::live::LiveConfig::default()).await
+    }
+
+    /// Starts the server with the given subscription settings.
+    pub async fn start_live(db: &TestDb, live: fordeler::live::LiveConfig) -> Self {
+        let http = fordeler::http::HttpConfig::default();
+        Self::start_full(db, fordeler::graphql::Limits::default(), http, live).await
+    }
+
+    /// Starts the server with every setting given.
+    pub async fn start_full(
+        db: &TestDb,
+        limits: fordeler::graphql::Limits,
+        config: fordeler::http::HttpConfig,
+        live: fordeler::live::LiveConfig,
+    ) -> Self {
+        let api = fordeler::graphql::Api::with_live(
             db.pool.clone(),
             std::sync::Arc::new(db.registry.clone()),
             limits,
+            live,
             fordeler::metrics::Metrics::new(),
         );
         let router = fordeler::http::router(fordeler::http::AppState::new(&api, config).unwrap());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let hub = api.live().clone();
         let task = tokio::spawn(fordeler::http::serve(listener, router, async move {
             let _ = rx.await;
+            hub.close();
         }));
         Self {
             base,
             client: reqwest::Client::new(),
             shutdown: Some(tx),
             task: Some(task),
+        }
+    }
+
+    /// Opens an event stream: POSTs `query` accepting `text/event-stream`, with `Last-Event-ID`
+    /// when given.
+    pub async fn subscribe(
+        &self,
+        query: &str,
+        variables: Value,
+        last_event_id: Option<i64>,
+    ) -> Sse {
+        let mut request = self
+            .client
+            .post(format!("{}/graphql", self.base))
+            .header(reqwest::header::ACCEPT, "text/event-stream")
+            .json(&json!({"query": query, "variables": variables}));
+        if let Some(id) = last_event_id {
+            request = request.header("last-event-id", id.to_string());
+        }
+        Sse::new(request.send().await.unwrap())
+    }
+
+    /// Asks for the server's shutdown without waiting for it.
+    pub fn begin_stop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
         }
     }
 
@@ -431,5 +476,131 @@ impl TestServer {
             .unwrap();
         let status = response.status();
         (status, response.json().await.unwrap())
+    }
+}
+
+/// One Server-Sent Events message.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SseMessage {
+    /// `event:` (empty when absent).
+    pub event: String,
+    /// `id:`, if any.
+    pub id: Option<String>,
+    /// `data:` lines joined by newlines.
+    pub data: String,
+    /// `retry:`, if any.
+    pub retry: Option<u64>,
+}
+
+impl SseMessage {
+    /// The data as JSON.
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.data).unwrap_or_else(|e| panic!("{e}: {:?}", self.data))
+    }
+
+    /// The eventid of a `next` message.
+    pub fn eventid(&self) -> i64 {
+        self.id.as_deref().expect("an id").parse().unwrap()
+    }
+}
+
+/// A streaming response read as SSE messages (comments are counted, not returned).
+pub struct Sse {
+    /// The HTTP status.
+    pub status: reqwest::StatusCode,
+    /// The response headers.
+    pub headers: reqwest::header::HeaderMap,
+    body: std::pin::Pin<Box<dyn futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
+    buffer: Vec<u8>,
+    /// Comment lines (keep-alives) seen so far.
+    pub comments: usize,
+}
+
+impl Sse {
+    /// Reads `response` as an event stream.
+    pub fn new(response: reqwest::Response) -> Self {
+        Self {
+            status: response.status(),
+            headers: response.headers().clone(),
+            body: Box::pin(response.bytes_stream()),
+            buffer: Vec::new(),
+            comments: 0,
+        }
+    }
+
+    /// The next message, or `None` when the stream ends; panics after `wait` without one.
+    pub async fn next_within(&mut self, wait: std::time::Duration) -> Option<SseMessage> {
+        tokio::time::timeout(wait, self.next())
+            .await
+            .unwrap_or_else(|_| panic!("no SSE message within {wait:?}"))
+    }
+
+    /// The next message, or `None` when the stream ends.
+    pub async fn next(&mut self) -> Option<SseMessage> {
+        use futures_util::StreamExt;
+        loop {
+            if let Some(end) = self.buffer.windows(2).position(|w| w == b"\n\n") {
+                let block: Vec<u8> = self.buffer.drain(..end + 2).collect();
+                let text = String::from_utf8(block).unwrap();
+                let mut message = SseMessage::default();
+                let mut data = Vec::new();
+                let mut fields = 0;
+                for line in text.lines().filter(|l| !l.is_empty()) {
+                    if line.starts_with(':') {
+                        self.comments += 1;
+                        continue;
+                    }
+                    let (name, value) = line.split_once(':').unwrap_or((line, ""));
+                    let value = value.strip_prefix(' ').unwrap_or(value);
+                    fields += 1;
+                    match name {
+                        "event" => message.event = value.to_owned(),
+                        "id" => message.id = Some(value.to_owned()),
+                        "data" => data.push(value.to_owned()),
+                        "retry" => message.retry = Some(value.parse().unwrap()),
+                        other => panic!("unknown SSE field {other:?} in {text:?}"),
+                    }
+                }
+                if fields == 0 {
+                    continue;
+                }
+                message.data = data.join("\n");
+                return Some(message);
+            }
+            match self.body.next().await {
+                Some(chunk) => self.buffer.extend_from_slice(&chunk.unwrap()),
+                None => {
+                    assert!(
+                        self.buffer.iter().all(u8::is_ascii_whitespace),
+                        "stream ended mid-message: {:?}",
+                        String::from_utf8_lossy(&self.buffer)
+                    );
+                    return None;
+                }
+            }
+        }
+    }
+
+    /// `next` messages until `count` events arrived (ignoring `retry:` messages); panics on
+    /// `complete` or after `wait`.
+    pub async fn events(&mut self, count: usize, wait: std::time::Duration) -> Vec<SseMessage> {
+        let mut out = Vec::new();
+        let deadline = tokio::time::Instant::now() + wait;
+        while out.len() < count {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let message = self
+                .next_within(left)
+                .await
+                .unwrap_or_else(|| panic!("stream ended after {} of {count} events", out.len()));
+            match message.event.as_str() {
+                "next" => out.push(message),
+                "" if message.retry.is_some() => {}
+                other => panic!(
+                    "unexpected {other:?} message after {} events: {message:?}",
+                    out.len()
+                ),
+            }
+        }
+        out
     }
 }
