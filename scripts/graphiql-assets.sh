@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
-# Installs GraphiQL's browser assets (the versions src/http/graphiql.rs pins) and playwright-core
-# (for tests/browser/graphiql.mjs) from the npm registry into target/graphiql-node/, then prints
-# the node_modules directory: serve it with `fordeler serve --graphiql-assets DIR`.
+# Installs GraphiQL's browser assets (the versions src/http/graphiql.rs pins), playwright-core
+# (for tests/browser/graphiql.mjs and tests/browser/eventsource.mjs) and the graphql-sse client
+# (for tests/browser/graphql-sse.mjs) from the npm registry into target/graphiql-node/, then
+# prints the node_modules directory: serve it with `fordeler serve --graphiql-assets DIR`.
 # Idempotent: does nothing but print the path when the pinned versions are already installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Keep in step with VERSIONS in src/http/graphiql.rs. playwright-core 1.64 drives Chromium 156,
-# the version of Debian's chromium package (newer releases may use protocol it lacks).
-PACKAGES=(graphiql@3.8.3 react@18.3.1 react-dom@18.3.1 playwright-core@1.64.1)
+# Keep the GraphiQL and React versions in step with VERSIONS in src/http/graphiql.rs.
+# playwright-core 1.64 drives Chromium 156, the version of Debian's chromium package (newer
+# releases may use protocol it lacks). graphql-sse is the client tests/sse_clients.rs runs.
+PACKAGES=(graphiql@3.8.3 react@18.3.1 react-dom@18.3.1 playwright-core@1.64.1
+    graphql-sse@2.6.1)
 # Files the GraphiQL page loads (src/http/graphiql.rs FILES).
 FILES=(react/umd/react.production.min.js react-dom/umd/react-dom.production.min.js
     graphiql/graphiql.min.js graphiql/graphiql.min.css)

@@ -665,3 +665,62 @@ async fn shutdown_completes_every_stream() {
     }
     server.stop().await;
 }
+
+/// CPR's municipality fields (`object_kommunekodenuvaerende` / `...tidligere`), evaluated in
+/// memory on the live feed: a subscriber to moves into or out of municipality 0101 gets exactly
+/// the events a query with that filter selects. (CPR is protected and the server accepts no
+/// credentials yet, so this subscribes through the library's hub, below the access check.)
+#[tokio::test]
+async fn cpr_municipality_filters_are_honoured_on_the_live_feed() {
+    use fordeler::query::events::columns;
+    use fordeler::query::{Filter, Scalar, Test};
+    let db = TestDb::new().await;
+    let cpr = db.registry.get("CPR").unwrap().clone();
+    let api = fordeler::graphql::Api::with_live(
+        db.pool.clone(),
+        std::sync::Arc::new(db.registry.clone()),
+        fordeler::graphql::Limits::default(),
+        immediate(),
+        fordeler::metrics::Metrics::new(),
+    );
+    let column = |name: &str| columns(&cpr).into_iter().find(|c| c.name == name).unwrap();
+    let code = || Test::Eq(Scalar::Text("0101".into()));
+    let filter = Filter::Any(vec![
+        Filter::Cond(column("object_kommunekodenuvaerende"), code()),
+        Filter::Cond(column("object_kommunekodetidligere"), code()),
+    ]);
+    let mut source = api
+        .live()
+        .subscribe("CPR", filter, Vec::new(), None)
+        .await
+        .unwrap();
+    let person = |key: &str, kommunekode: &str| {
+        json!({"entity": "Person", "op": "upsert", "key": key,
+            "registreringFra": "2026-01-01T00:00:00Z", "virkningFra": "2020-01-01T00:00:00Z",
+            "attributes": {"personnummer": format!("01019012{:02}", key.len()), "kommunekode": kommunekode}})
+    };
+    let packages = [
+        vec![person("p1", "0101"), person("p22", "0202")],
+        vec![person("p1", "0303"), person("p22", "0101")],
+        vec![person("p1", "0404"), delete("Person", "p22")],
+    ];
+    for (seq, rows) in packages.iter().enumerate() {
+        db.import(&db.package("CPR", seq as i64 + 1, rows))
+            .await
+            .unwrap();
+    }
+    let want: Vec<i64> = stored_ids(&db, "CPR", |e| {
+        e["object_kommunekodenuvaerende"] == "0101" || e["object_kommunekodetidligere"] == "0101"
+    })
+    .await;
+    assert_eq!(want.len(), 4, "{:?}", db.events("CPR").await);
+    let mut got = Vec::new();
+    while got.len() < want.len() {
+        let delivery = tokio::time::timeout(WAIT, source.next())
+            .await
+            .unwrap()
+            .unwrap();
+        got.extend(delivery.events().map(|e| e.eventid));
+    }
+    assert_eq!(got, want);
+}

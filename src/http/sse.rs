@@ -5,8 +5,9 @@
 //! drop the body of an error status).
 //!
 //! Every stream opens with `retry:`, gets a keep-alive comment when idle, and completes at its
-//! time limit or when the server shuts down, so the client reconnects (with `Last-Event-ID`)
-//! to this or another instance.
+//! time limit or when the server shuts down, so the client reconnects to this or another
+//! instance: an `EventSource` by itself with `Last-Event-ID`, a graphql-sse client by
+//! subscribing again from its last eventid.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
