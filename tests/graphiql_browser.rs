@@ -6,78 +6,14 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::path::PathBuf;
 use std::time::Duration;
 
+use common::node::{chromium, require_node_and_chromium, run};
 use common::{TestDb, TestServer, bygning, uuid};
 use fordeler::graphql::Limits;
 use fordeler::http::HttpConfig;
 use tokio::process::Command;
-
-/// The repository root.
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// The browser the script launches: `$CHROMIUM`, else Debian's.
-fn chromium() -> PathBuf {
-    std::env::var_os("CHROMIUM").map_or_else(|| PathBuf::from("/usr/bin/chromium"), PathBuf::from)
-}
-
-/// Runs `command` to completion within `limit`; returns (success, stdout, stderr).
-async fn run(command: &mut Command, limit: Duration) -> (bool, String, String) {
-    let child = command
-        .current_dir(root())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn();
-    let child = match child {
-        Ok(child) => child,
-        Err(e) => {
-            return (
-                false,
-                String::new(),
-                format!("cannot start {command:?}: {e}"),
-            );
-        }
-    };
-    match tokio::time::timeout(limit, child.wait_with_output()).await {
-        Ok(Ok(out)) => (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        ),
-        Ok(Err(e)) => (false, String::new(), format!("{command:?} failed: {e}")),
-        Err(_) => (
-            false,
-            String::new(),
-            format!("{command:?} did not finish in {limit:?}"),
-        ),
-    }
-}
-
-/// Fails with a pointer to `scripts/install-deps.sh` unless node and Chromium are installed.
-async fn require_node_and_chromium() {
-    let (ok, _, err) = run(
-        Command::new("node").arg("--version"),
-        Duration::from_secs(30),
-    )
-    .await;
-    assert!(
-        ok,
-        "node is needed for the GraphiQL browser test: run scripts/install-deps.sh ({err})"
-    );
-    let browser = chromium();
-    assert!(
-        browser.is_file(),
-        "Chromium ({}) is needed for the GraphiQL browser test: run scripts/install-deps.sh \
-         (or set CHROMIUM)",
-        browser.display()
-    );
-}
 
 /// The node_modules directory with GraphiQL, React and playwright-core, installed on demand.
 async fn graphiql_assets() -> PathBuf {

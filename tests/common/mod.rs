@@ -3,6 +3,8 @@
 //! helpers to write packages and read events back.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod node;
+
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
