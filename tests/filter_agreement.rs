@@ -8,7 +8,6 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use common::TestDb;
-use fordeler::generate::{GenerateOptions, generate};
 use fordeler::query::events::{EventQuery, columns, fetch_events};
 use fordeler::query::{Column, Filter, Scalar, Test};
 
@@ -122,15 +121,7 @@ async fn they_agree_on_extra_event_fields_too() {
 async fn agree(register: &str, seed: u64) {
     let db = TestDb::new().await;
     let definition = db.registry.get(register).unwrap().clone();
-    let options = GenerateOptions {
-        packages: 3,
-        rows: 120,
-        seed: 11,
-        start_seq: 1,
-        out: db.dir.path().to_path_buf(),
-        gzip: false,
-    };
-    for file in generate(&definition, &options).unwrap() {
+    for file in db.generate(register, 3, 120, 11) {
         db.import(&file).await.unwrap();
     }
     let everything = Filter::all();

@@ -14,7 +14,6 @@ use std::time::Duration;
 
 use common::node::{chromium, require_node, require_node_and_chromium, root, run};
 use common::{TestDb, TestServer, bygning, delete};
-use fordeler::generate::{GenerateOptions, generate};
 use fordeler::live::LiveConfig;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
@@ -201,16 +200,7 @@ async fn graphql_sse_client_receives_every_event() {
     let url = format!("{}/graphql", server.base);
 
     // A first, realistic package (all BBR entities) before the client subscribes: replayed.
-    let bbr = db.registry.get("BBR").unwrap().clone();
-    let options = GenerateOptions {
-        packages: 1,
-        rows: 200,
-        seed: 11,
-        start_seq: 1,
-        out: db.dir.path().to_path_buf(),
-        gzip: false,
-    };
-    for file in generate(&bbr, &options).unwrap() {
+    for file in db.generate("BBR", 1, 200, 11) {
         db.import(&file).await.unwrap();
     }
     let before = db.events("BBR").await.len();

@@ -7,7 +7,6 @@ mod common;
 use std::time::Duration;
 
 use common::{Sse, TestDb, TestServer, bygning, delete};
-use fordeler::generate::{GenerateOptions, generate};
 use fordeler::live::LiveConfig;
 use serde_json::{Value, json};
 
@@ -138,16 +137,7 @@ async fn any_selection_streams_through_the_general_executor_alike() {
 #[tokio::test]
 async fn filters_on_entity_and_action_are_honoured_as_in_queries() {
     let db = TestDb::new().await;
-    let bbr = db.registry.get("BBR").unwrap().clone();
-    let options = GenerateOptions {
-        packages: 4,
-        rows: 80,
-        seed: 5,
-        start_seq: 1,
-        out: db.dir.path().to_path_buf(),
-        gzip: false,
-    };
-    let files = generate(&bbr, &options).unwrap();
+    let files = db.generate("BBR", 4, 80, 5);
     let server = TestServer::start_live(&db, immediate()).await;
     let filters = [
         json!({"entityname": {"eq": "Bygning"}}),
@@ -371,16 +361,7 @@ async fn streams_complete_at_their_limit_with_keep_alives_before() {
 #[tokio::test]
 async fn resuming_with_last_event_id_during_imports_loses_and_repeats_nothing() {
     let db = TestDb::new().await;
-    let bbr = db.registry.get("BBR").unwrap().clone();
-    let options = GenerateOptions {
-        packages: 12,
-        rows: 60,
-        seed: 9,
-        start_seq: 1,
-        out: db.dir.path().to_path_buf(),
-        gzip: false,
-    };
-    let files = generate(&bbr, &options).unwrap();
+    let files = db.generate("BBR", 12, 60, 9);
     let live = LiveConfig {
         publish_interval: Duration::from_millis(50),
         stream_limit: Duration::from_millis(400),
@@ -502,16 +483,7 @@ async fn a_position_beyond_the_head_waits_for_later_events() {
 async fn a_stalled_subscriber_delays_no_one_and_catches_up_from_the_database() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let db = TestDb::new().await;
-    let bbr = db.registry.get("BBR").unwrap().clone();
-    let options = GenerateOptions {
-        packages: 3,
-        rows: 4000,
-        seed: 3,
-        start_seq: 1,
-        out: db.dir.path().to_path_buf(),
-        gzip: false,
-    };
-    let files = generate(&bbr, &options).unwrap();
+    let files = db.generate("BBR", 3, 4000, 3);
     let live = LiveConfig {
         publish_interval: Duration::ZERO,
         read_page: 100,

@@ -84,6 +84,21 @@ impl TestDb {
         import::import_package(&mut conn, &self.registry, path, &Quiet).await
     }
 
+    /// Generates `packages` packages of `register`'s synthetic history (from sequence 1) into
+    /// the test directory; returns their files in sequence order.
+    pub fn generate(&self, register: &str, packages: u64, rows: u64, seed: u64) -> Vec<PathBuf> {
+        let definition = self.registry.get(register).unwrap();
+        let options = fordeler::generate::GenerateOptions {
+            packages,
+            rows,
+            seed,
+            start_seq: 1,
+            out: self.dir.path().to_path_buf(),
+            gzip: false,
+        };
+        fordeler::generate::generate(definition, &options).unwrap()
+    }
+
     /// Writes a package (header + rows) as plain NDJSON into the test directory.
     pub fn package(&self, register: &str, sequence: i64, rows: &[Value]) -> PathBuf {
         let path = self.dir.path().join(format!(
