@@ -129,8 +129,11 @@ fn planned(source: Source, plan: Arc<StreamPlan>) -> BoxStream<'static, Bytes> {
             match source.next().await {
                 Ok(delivery) => {
                     let batch = &delivery.batch;
+                    let messages = batch.messages(plan.key());
                     let message = |i: usize| {
-                        batch.rendered(plan.key(), i, || plan.message(&batch.events[i]).into())
+                        messages[i]
+                            .get_or_init(|| plan.message(&batch.events[i]).into())
+                            .clone()
                     };
                     let bytes = match delivery.matched.as_slice() {
                         [one] => message(*one),

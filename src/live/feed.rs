@@ -32,7 +32,7 @@ pub struct Batch {
 }
 
 /// One rendering of a batch's events, each made on first use.
-type Messages = Arc<[OnceLock<Bytes>]>;
+pub type Messages = Arc<[OnceLock<Bytes>]>;
 
 impl Batch {
     /// A batch of `events`, covering `(from, to]`.
@@ -52,21 +52,17 @@ impl Batch {
             .get_or_init(|| self.events.iter().map(|e| e.to_record(register)).collect())
     }
 
-    /// Event `index` rendered by `render` for subscribers sharing the rendering `key`: each
-    /// distinct rendering of an event is made once per batch, not once per subscriber.
-    pub fn rendered(&self, key: &Arc<str>, index: usize, render: impl FnOnce() -> Bytes) -> Bytes {
-        let slots = {
-            let mut renders = self.renders.lock().unwrap_or_else(|p| p.into_inner());
-            match renders.iter().find(|(k, _)| k == key) {
-                Some((_, slots)) => slots.clone(),
-                None => {
-                    let slots: Messages = (0..self.events.len()).map(|_| OnceLock::new()).collect();
-                    renders.push((key.clone(), slots.clone()));
-                    slots
-                }
-            }
-        };
-        slots[index].get_or_init(render).clone()
+    /// The messages of this batch's events for subscribers sharing the rendering `key`, each
+    /// made on first use: a distinct rendering of an event is made once per batch, not once
+    /// per subscriber.
+    pub fn messages(&self, key: &Arc<str>) -> Messages {
+        let mut renders = self.renders.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, slots)) = renders.iter().find(|(k, _)| k == key) {
+            return slots.clone();
+        }
+        let slots: Messages = (0..self.events.len()).map(|_| OnceLock::new()).collect();
+        renders.push((key.clone(), slots.clone()));
+        slots
     }
 }
 

@@ -24,6 +24,9 @@ pub struct Source {
     position: i64,
     /// Why the next catch-up happens, until it is counted.
     catch_up_reason: Option<&'static str>,
+    /// This register's delivery metrics, looked up once rather than per delivery.
+    delivered: prometheus::IntCounter,
+    lag: prometheus::Histogram,
     _gauge: SubscriberGauge,
 }
 
@@ -76,6 +79,8 @@ impl Source {
         let position = after.unwrap_or_else(|| feed.head());
         let name = feed.register.name.as_str();
         hub.metrics.subscribers.with_label_values(&[name]).inc();
+        let delivered = hub.metrics.delivered.with_label_values(&[name]);
+        let lag = hub.metrics.lag.with_label_values(&[name]);
         let gauge = SubscriberGauge {
             hub: hub.clone(),
             register: feed.register.name.clone(),
@@ -88,6 +93,8 @@ impl Source {
             hidden,
             position,
             catch_up_reason: after.map(|_| "resume"),
+            delivered,
+            lag,
             _gauge: gauge,
         }
     }
@@ -184,14 +191,9 @@ impl Source {
     }
 
     fn delivered(&self, delivery: Delivery) -> Delivery {
-        let name = self.feed.register.name.as_str();
-        let metrics = &self.hub.metrics;
-        metrics
-            .delivered
-            .with_label_values(&[name])
-            .inc_by(delivery.matched.len() as u64);
+        self.delivered.inc_by(delivery.matched.len() as u64);
         let lag = self.feed.head().saturating_sub(self.position);
-        metrics.lag.with_label_values(&[name]).observe(lag as f64);
+        self.lag.observe(lag as f64);
         delivery
     }
 }
