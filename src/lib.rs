@@ -10,6 +10,7 @@
 //! - [`store`]: PostgreSQL: migrations, tables derived from definitions, status queries.
 //! - [`import`]: the atomic, set-based importer.
 //! - [`live`]: one reader per register fanning new events out to subscribers, with catch-up.
+//! - [`replica`]: the replica client, keeping a copy of a register through the GraphQL API.
 //! - [`generate`]: deterministic synthetic packages for tests, benchmarks and the demo.
 //! - [`embedded`] and [`database`]: the private PostgreSQL cluster used when no `DATABASE_URL`.
 //! - [`cli`]: one module per subcommand; `main.rs` only parses and dispatches.
@@ -26,4 +27,5 @@ pub mod metrics;
 pub mod package;
 pub mod query;
 pub mod registry;
+pub mod replica;
 pub mod store;

@@ -6,6 +6,7 @@ mod demo;
 mod generate;
 mod import;
 mod migrate;
+mod replica;
 mod schema;
 pub mod serve;
 mod status;
@@ -40,6 +41,8 @@ enum Command {
     Demo(demo::Opts),
     /// Manage the embedded PostgreSQL cluster.
     Db(db::Opts),
+    /// Keep a copy of a register in SQLite or PostgreSQL through a server's GraphQL API.
+    Replica(replica::Opts),
 }
 
 impl Cli {
@@ -47,6 +50,7 @@ impl Cli {
     pub async fn run(self) -> i32 {
         let result = match self.command {
             Command::Import(opts) => return import::run(opts).await,
+            Command::Replica(opts) => return replica::run(opts).await,
             Command::Check(opts) => return check::run(opts),
             Command::Generate(opts) => generate::run(opts),
             Command::Migrate(opts) => migrate::run(opts).await,

@@ -94,7 +94,8 @@ impl EntityApi {
         .description(format!(
             "{} rows valid at `registreringstid` and `virkningstid` (default: now), ascending \
              `datafordelerRowId`. {} A `datafordelerRowId` `eq`/`in` filter without explicit \
-             times reaches every stored registration, current or not.",
+             times, or `allRegistrations: true`, reaches every stored registration, current or \
+             not.",
             node,
             if self.entity.protected {
                 "Protected: needs a grant."
@@ -112,6 +113,13 @@ impl EntityApi {
         .argument(
             InputValue::new("virkningstid", TypeRef::named("DafDateTime"))
                 .description("Valid time (default: now)."),
+        )
+        .argument(
+            InputValue::new("allRegistrations", TypeRef::named(TypeRef::BOOLEAN)).description(
+                "Every stored registration, current or not, whatever its bitemporal times \
+                 (a full copy, as `fordeler replica verify` reads it). Not with \
+                 `registreringstid` or `virkningstid`.",
+            ),
         );
         let types = vec![
             self.node_type().into(),
@@ -269,6 +277,20 @@ pub async fn page(
         registreringstid: time_arg(args, "registreringstid")?,
         virkningstid: time_arg(args, "virkningstid")?,
     };
+    let every_registration = match args.get("allRegistrations") {
+        None | Some(Value::Null) | Some(Value::Boolean(false)) => false,
+        Some(Value::Boolean(true)) => true,
+        Some(_) => {
+            return Err(ApiError::BadUserInput(
+                "allRegistrations: not a Boolean".into(),
+            ));
+        }
+    };
+    if every_registration && (at.registreringstid.is_some() || at.virkningstid.is_some()) {
+        return Err(ApiError::BadUserInput(
+            "allRegistrations: cannot be combined with registreringstid or virkningstid".into(),
+        ));
+    }
     let after = match cursor_arg(args, name, false)? {
         Some(Cursor::Row(id)) => Some(id),
         _ => None,
@@ -276,6 +298,7 @@ pub async fn page(
     let query = EntityQuery {
         filter: &filter,
         at,
+        every_registration,
         after,
         first,
     };

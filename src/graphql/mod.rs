@@ -13,7 +13,7 @@ mod events;
 mod fast;
 mod filters;
 mod guard;
-mod scalars;
+pub mod scalars;
 mod status;
 pub mod subscription;
 

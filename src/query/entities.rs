@@ -74,6 +74,8 @@ pub struct EntityQuery<'a> {
     pub filter: &'a Filter,
     /// The bitemporal point.
     pub at: Bitemporal,
+    /// Every stored registration, whatever its times (`at` must then be now).
+    pub every_registration: bool,
     /// Only rows after this row id.
     pub after: Option<Uuid>,
     /// Page size.
@@ -90,10 +92,13 @@ pub struct EntityPage {
 }
 
 impl EntityQuery<'_> {
-    /// A lookup by row id (`datafordelerRowId` `eq`/`in` that must hold) with no explicit time
-    /// reaches every stored registration, current or not: that is how the two-step sync fetches
-    /// what an event names.
-    fn is_row_id_lookup(&self) -> bool {
+    /// `every_registration`, or a lookup by row id (`datafordelerRowId` `eq`/`in` that must
+    /// hold) with no explicit time, reaches every stored registration, current or not: that is
+    /// how the two-step sync fetches what an event names.
+    fn is_timeless(&self) -> bool {
+        if self.every_registration {
+            return true;
+        }
         self.at.registreringstid.is_none()
             && self.at.virkningstid.is_none()
             && self.filter.conjuncts().iter().any(|(column, test)| {
@@ -114,7 +119,7 @@ pub async fn fetch_rows(
     qb.push(" FROM ");
     qb.push(entity.table_name(register));
     qb.push(" WHERE TRUE");
-    if !query.is_row_id_lookup() {
+    if !query.is_timeless() {
         push_bitemporal(&mut qb, query.at);
     }
     if let Some(after) = query.after {

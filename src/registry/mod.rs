@@ -150,7 +150,7 @@ pub struct GenHint {
 }
 
 /// The value types an attribute can have.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AttrType {
     /// UTF-8 text.

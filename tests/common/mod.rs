@@ -369,6 +369,23 @@ impl TestServer {
         config: fordeler::http::HttpConfig,
         live: fordeler::live::LiveConfig,
     ) -> Self {
+        Self::start_bound(db, limits, config, live, "127.0.0.1:0").await
+    }
+
+    /// Starts the server with the given subscription settings on `addr` (to restart one on
+    /// the port it had).
+    pub async fn start_live_at(db: &TestDb, live: fordeler::live::LiveConfig, addr: &str) -> Self {
+        let http = fordeler::http::HttpConfig::default();
+        Self::start_bound(db, fordeler::graphql::Limits::default(), http, live, addr).await
+    }
+
+    async fn start_bound(
+        db: &TestDb,
+        limits: fordeler::graphql::Limits,
+        config: fordeler::http::HttpConfig,
+        live: fordeler::live::LiveConfig,
+        addr: &str,
+    ) -> Self {
         let api = fordeler::graphql::Api::with_live(
             db.pool.clone(),
             std::sync::Arc::new(db.registry.clone()),
@@ -377,7 +394,7 @@ impl TestServer {
             fordeler::metrics::Metrics::new(),
         );
         let router = fordeler::http::router(fordeler::http::AppState::new(&api, config).unwrap());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let hub = api.live().clone();
