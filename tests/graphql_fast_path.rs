@@ -124,3 +124,58 @@ async fn errors_on_the_fast_path_shape_are_the_general_errors() {
         assert_eq!(from_fast, from_general, "{query}");
     }
 }
+
+#[tokio::test]
+async fn entity_pages_on_the_fast_path_are_the_general_answers() {
+    let db = TestDb::new().await;
+    for register in ["BBR", "CVR"] {
+        for file in db.generate(register, 2, 150, 4) {
+            db.import(&file).await.unwrap();
+        }
+    }
+    let fast = server(&db, true).await;
+    let general = server(&db, false).await;
+    let standard = "datafordelerRowId datafordelerRowVersion datafordelerOpdateringstid \
+                    datafordelerRegisterImportSequenceNumber registreringFra registreringTil \
+                    virkningFra virkningTil status";
+    let mut asked = 0;
+    for register in ["BBR", "CVR"] {
+        for entity in &db.registry.get(register).unwrap().entities {
+            let attributes: Vec<&str> = entity.attributes.iter().map(|a| a.name.as_str()).collect();
+            let field = format!("{register}_{}", entity.name);
+            let all = format!("{standard} id {}", attributes.join(" "));
+            let queries = [
+                format!(
+                    "{{ {field}(first: 40, allRegistrations: true) {{ nodes {{ {all} }} pageInfo {{ hasNextPage hasPreviousPage startCursor endCursor }} }} }}"
+                ),
+                format!(
+                    "{{ x: {field}(first: 3) {{ p: pageInfo {{ endCursor }} n: nodes {{ rid: datafordelerRowId {all} }} }} }}"
+                ),
+            ];
+            for query in &queries {
+                let from_fast = post(&fast, query, json!({})).await;
+                let from_general = post(&general, query, json!({})).await;
+                assert!(from_fast.get("errors").is_none(), "{query}: {from_fast}");
+                assert_eq!(from_fast, from_general, "{query}");
+                asked += 1;
+            }
+            let page = post(&fast, &queries[0], json!({})).await;
+            let nodes = page["data"][&field]["nodes"].as_array().unwrap();
+            assert!(!nodes.is_empty(), "{field} has rows to compare");
+        }
+    }
+    let metrics = reqwest::get(format!("{fast}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let pages = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("fordeler_graphql_fast_path_pages_total "))
+        .unwrap();
+    assert!(
+        pages.parse::<usize>().unwrap() >= asked,
+        "{pages} < {asked}"
+    );
+}

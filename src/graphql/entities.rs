@@ -49,6 +49,28 @@ impl EntityApi {
             .collect()
     }
 
+    /// `BBR_Bygning`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The register's code.
+    pub fn register_name(&self) -> &str {
+        &self.register.name
+    }
+
+    /// The row slot of the node field `name`, and whether the field renders it as text (the
+    /// `id` field: the object id as a string).
+    pub fn slot(&self, name: &str) -> Option<(usize, bool)> {
+        if let Some(n) = STANDARD_FIELDS.iter().position(|(f, _)| *f == name) {
+            return Some((n, false));
+        }
+        if let Some(n) = self.entity.attributes.iter().position(|a| a.name == name) {
+            return Some((STANDARD_FIELDS.len() + n, false));
+        }
+        (name == "id").then_some((STANDARD_FIELDS.len() + self.entity.object_id, true))
+    }
+
     fn new(register: &Register, entity: &Entity) -> Self {
         let searchable = |slot: usize| {
             slot >= STANDARD_FIELDS.len()

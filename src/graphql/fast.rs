@@ -1,12 +1,13 @@
-//! The hot path: a page of events (`R_Events { nodes { ... } pageInfo { ... } }`), written
-//! straight into JSON bytes instead of through one async resolver per field (which costs ten
-//! times the database's own work on a 1000-event page). Likewise each event of a subscription
+//! The hot path: a page of events (`R_Events { nodes { ... } pageInfo { ... } }`) or of an
+//! entity's rows (`R_Entity { nodes { ... } pageInfo { ... } }`, the replica's row fetches),
+//! written straight into JSON bytes instead of through one async resolver per field (which costs
+//! ten times the database's own work on a 1000-row page). Likewise each event of a subscription
 //! (`subscription { R_Events { ... } }`), as a whole SSE message: [`StreamPlan`].
 //!
 //! It runs after async-graphql has parsed and validated the request, and covers one shape only:
-//! a query with a single `R_Events` root field selecting plain `nodes` and `pageInfo` fields,
-//! no fragments, directives, `edges` or `__typename`. Anything else, and any error, goes the
-//! general way, so both always answer alike (tests compare them).
+//! a query with a single `R_Events` or `R_Entity` root field selecting plain `nodes` and
+//! `pageInfo` fields, no fragments, directives, `edges` or `__typename`. Anything else, and any
+//! error, goes the general way, so both always answer alike (tests compare them).
 
 use std::collections::HashSet;
 use std::convert::Infallible;
@@ -27,9 +28,10 @@ use chrono::{DateTime, Datelike, Timelike, Utc};
 use super::Api;
 use super::access::Access;
 use super::connection::{Keyed, Page};
+use super::entities;
 use super::events::page;
-use crate::query::EventRow;
 use crate::query::events::STANDARD_FIELDS;
+use crate::query::{EntityRow, EventRow, Scalar};
 
 /// Where the fast path leaves the whole response, already JSON (`{"data":...}`); the HTTP layer
 /// sends it as is.
@@ -103,12 +105,21 @@ impl Extension for FastExtension {
         {
             let access = ctx.data_opt::<Access>().cloned().unwrap_or_default();
             // An error is left to the general path, which reports it the usual way.
-            let result = page(&self.api, &plan.register, &plan.args, &access).await;
-            if result.is_ok() {
-                self.api.observe(&plan.field, &result);
-            }
-            if let Ok(page) = result
-                && raw.put(plan.write(&page))
+            let json = if plan.entity {
+                let result = entities::page(&self.api, &plan.field, &plan.args, &access).await;
+                if result.is_ok() {
+                    self.api.observe(&plan.field, &result);
+                }
+                result.ok().map(|page| plan.write(&page))
+            } else {
+                let result = page(&self.api, &plan.register, &plan.args, &access).await;
+                if result.is_ok() {
+                    self.api.observe(&plan.field, &result);
+                }
+                result.ok().map(|page| plan.write(&page))
+            };
+            if let Some(json) = json
+                && raw.put(json)
             {
                 self.api.metrics.fast_path_pages.inc();
                 return Response::new(Value::Null);
@@ -120,8 +131,10 @@ impl Extension for FastExtension {
 
 /// What the request selects, resolved against the schema.
 struct Plan {
-    /// `BBR_Events`.
+    /// `BBR_Events` or `BBR_Bygning`.
     field: String,
+    /// An entity's rows, not events.
+    entity: bool,
     register: String,
     /// The field's response key (its alias, or its name).
     key: String,
@@ -136,8 +149,71 @@ enum Part {
 
 #[derive(Debug)]
 enum NodeField {
+    /// An event's standard field.
     Standard(usize),
+    /// An event's register-specific field.
     Extra(String),
+    /// An entity row's value in this slot.
+    Slot(usize),
+    /// An entity row's value in this slot, as text (`id`).
+    SlotText(usize),
+}
+
+/// A row the fast path can write.
+trait FastRow: Keyed {
+    fn write_field(&self, out: &mut Vec<u8>, field: &NodeField);
+}
+
+impl FastRow for EventRow {
+    fn write_field(&self, out: &mut Vec<u8>, field: &NodeField) {
+        match field {
+            NodeField::Standard(i) => write_standard(out, self, *i),
+            NodeField::Extra(name) => write_extra(out, self, name),
+            NodeField::Slot(_) | NodeField::SlotText(_) => out.extend_from_slice(b"null"),
+        }
+    }
+}
+
+impl FastRow for EntityRow {
+    fn write_field(&self, out: &mut Vec<u8>, field: &NodeField) {
+        let (slot, text) = match field {
+            NodeField::Slot(slot) => (*slot, false),
+            NodeField::SlotText(slot) => (*slot, true),
+            _ => (usize::MAX, false),
+        };
+        match (self.0.get(slot), text) {
+            (Some(Some(Scalar::Integer(n))), true) => {
+                out.push(b'"');
+                write_int(out, *n);
+                out.push(b'"');
+            }
+            (Some(Some(Scalar::Boolean(b))), true) => {
+                out.push(b'"');
+                write_bool(out, *b);
+                out.push(b'"');
+            }
+            (Some(Some(value)), _) => write_scalar(out, value),
+            _ => out.extend_from_slice(b"null"),
+        }
+    }
+}
+
+/// A row value, as [`super::scalars::to_value`] renders it.
+fn write_scalar(out: &mut Vec<u8>, value: &Scalar) {
+    match value {
+        Scalar::Text(s) => write_str(out, s),
+        Scalar::Integer(n) => write_int(out, *n),
+        Scalar::Decimal(d) => write_str(out, &d.to_string()),
+        Scalar::Boolean(b) => write_bool(out, *b),
+        Scalar::Date(d) => {
+            let _ = write!(out, "\"{}\"", d.format("%Y-%m-%d"));
+        }
+        Scalar::Timestamp(t) => write_time(out, Some(t)),
+        Scalar::Uuid(u) => {
+            let mut buf = uuid::Uuid::encode_buffer();
+            write_str(out, u.hyphenated().encode_lower(&mut buf));
+        }
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -167,7 +243,11 @@ impl Plan {
         };
         let root = plain_field(root)?;
         let field = root.name.node.as_str();
-        let events = api.events.iter().find(|e| &*e.name == field)?;
+        let events = api.events.iter().find(|e| &*e.name == field);
+        let entity = match events {
+            Some(_) => None,
+            None => Some(api.entities.iter().find(|e| e.name() == field)?),
+        };
         let args = arguments(root, operation, variables);
         let mut keys = HashSet::new();
         let mut parts = Vec::new();
@@ -178,14 +258,32 @@ impl Plan {
                 return None;
             }
             parts.push(match sub.name.node.as_str() {
-                "nodes" => Part::Nodes(key, leaves(sub, |name| node_field(events, name))?),
+                "nodes" => Part::Nodes(
+                    key,
+                    leaves(sub, |name| match (events, entity) {
+                        (Some(events), _) => node_field(events, name),
+                        (None, Some(entity)) => entity.slot(name).map(|(slot, text)| {
+                            if text {
+                                NodeField::SlotText(slot)
+                            } else {
+                                NodeField::Slot(slot)
+                            }
+                        }),
+                        (None, None) => None,
+                    })?,
+                ),
                 "pageInfo" => Part::PageInfo(key, leaves(sub, page_info_field)?),
                 _ => return None,
             });
         }
         Some(Self {
             field: field.to_owned(),
-            register: events.register.name.clone(),
+            entity: entity.is_some(),
+            register: match (events, entity) {
+                (Some(events), _) => events.register.name.clone(),
+                (None, Some(entity)) => entity.register_name().to_owned(),
+                (None, None) => return None,
+            },
             key: root.response_key().node.to_string(),
             args,
             parts,
@@ -193,7 +291,7 @@ impl Plan {
     }
 
     /// The response, as JSON.
-    fn write(&self, page: &Page<EventRow>) -> Vec<u8> {
+    fn write<T: FastRow>(&self, page: &Page<T>) -> Vec<u8> {
         let mut out = Vec::with_capacity(256 + page.rows.len() * 700);
         let _ = write!(out, "{{\"data\":{{\"{}\":{{", self.key);
         for (n, part) in self.parts.iter().enumerate() {
@@ -246,6 +344,7 @@ impl StreamPlan {
             let _ = match field {
                 NodeField::Standard(n) => write!(key, ",{name}={n}"),
                 NodeField::Extra(extra) => write!(key, ",{name}={extra}"),
+                NodeField::Slot(n) | NodeField::SlotText(n) => write!(key, ",{name}=#{n}"),
             };
         }
         Some(Self {
@@ -360,26 +459,26 @@ fn page_info_field(name: &str) -> Option<PageInfoField> {
     })
 }
 
-fn write_nodes(
+fn write_nodes<T: FastRow>(
     out: &mut Vec<u8>,
     key: &str,
     fields: &[(String, NodeField)],
-    page: &Page<EventRow>,
+    page: &Page<T>,
 ) {
     let _ = write!(out, "\"{key}\":[");
-    for (n, event) in page.rows.iter().enumerate() {
+    for (n, row) in page.rows.iter().enumerate() {
         if n > 0 {
             out.push(b',');
         }
         out.push(b'{');
-        write_fields(out, fields, event);
+        write_fields(out, fields, row);
         out.push(b'}');
     }
     out.push(b']');
 }
 
 /// `"key":value` for each of `fields`, comma-separated.
-fn write_fields(out: &mut Vec<u8>, fields: &[(String, NodeField)], event: &EventRow) {
+fn write_fields<T: FastRow>(out: &mut Vec<u8>, fields: &[(String, NodeField)], row: &T) {
     for (m, (key, field)) in fields.iter().enumerate() {
         if m > 0 {
             out.push(b',');
@@ -387,18 +486,15 @@ fn write_fields(out: &mut Vec<u8>, fields: &[(String, NodeField)], event: &Event
         out.push(b'"');
         out.extend_from_slice(key.as_bytes());
         out.extend_from_slice(b"\":");
-        match field {
-            NodeField::Standard(i) => write_standard(out, event, *i),
-            NodeField::Extra(name) => write_extra(out, event, name),
-        }
+        row.write_field(out, field);
     }
 }
 
-fn write_page_info(
+fn write_page_info<T: FastRow>(
     out: &mut Vec<u8>,
     key: &str,
     fields: &[(String, PageInfoField)],
-    page: &Page<EventRow>,
+    page: &Page<T>,
 ) {
     let _ = write!(out, "\"{key}\":{{");
     for (m, (key, field)) in fields.iter().enumerate() {
@@ -406,7 +502,7 @@ fn write_page_info(
             out.push(b',');
         }
         let _ = write!(out, "\"{key}\":");
-        let cursor = |row: Option<&EventRow>| row.map(|r| r.cursor().encode(&page.field));
+        let cursor = |row: Option<&T>| row.map(|r| r.cursor().encode(&page.field));
         match field {
             PageInfoField::HasNext => write_bool(out, page.has_next),
             PageInfoField::HasPrevious => write_bool(out, page.has_previous),

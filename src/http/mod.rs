@@ -108,7 +108,15 @@ pub async fn serve(
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    use axum::serve::ListenerExt;
     let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
+    // Without TCP_NODELAY a response's last partial segment can wait for the client's delayed
+    // ACK (40 ms on Linux): every reply that ends in a small write would pay it.
+    let listener = listener.tap_io(|stream| {
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!("cannot set TCP_NODELAY: {e}");
+        }
+    });
     axum::serve(listener, service)
         .with_graceful_shutdown(shutdown)
         .await

@@ -3,11 +3,13 @@
 //! the same transaction as the rows it covers.
 //!
 //! - [`source`]: the HTTP client of the source: queries, the SSE subscription, credentials.
+//! - `decode`: rows read straight from the source's JSON.
 //! - [`schema`]: what is mirrored (learned by introspection), value conversions, checksums.
 //! - [`target`]: the replica's database, SQLite or PostgreSQL.
 //! - [`sync`]: catch-up and follow.
 //! - [`verify`]: compares replica and source.
 
+pub(crate) mod decode;
 pub mod schema;
 pub mod source;
 pub mod sync;

@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::ReplicaError;
+use super::decode::{self, PageInfo};
 use super::schema::{EntitySchema, INTROSPECTION, RemoteSchema, Row};
 
 /// The environment variable holding a bearer token.
@@ -213,6 +214,30 @@ impl Source {
 
     /// Runs one query and returns its `data`.
     pub async fn query(&self, query: &str, variables: Value) -> Result<Value, ReplicaError> {
+        let body = self.answer(query, variables).await?;
+        let mut answer: Value = serde_json::from_slice(&body)
+            .map_err(|e| ReplicaError::Source(format!("{}: {e}", self.endpoint)))?;
+        Ok(answer["data"].take())
+    }
+
+    /// Runs one row query and reads its rows.
+    async fn query_rows(
+        &self,
+        entity: &EntitySchema,
+        query: &str,
+        variables: Value,
+    ) -> Result<(Vec<Row>, PageInfo), ReplicaError> {
+        let body = self.answer(query, variables).await?;
+        let envelope: Envelope<'_> = serde_json::from_slice(&body)
+            .map_err(|e| ReplicaError::Source(format!("{}: {e}", self.endpoint)))?;
+        let data = envelope.data.ok_or_else(|| {
+            ReplicaError::Source(format!("{}: an answer without data", self.endpoint))
+        })?;
+        decode::rows(entity, data.get().as_bytes())
+    }
+
+    /// Sends one query; returns the answer's body when it holds data and no errors.
+    async fn answer(&self, query: &str, variables: Value) -> Result<bytes::Bytes, ReplicaError> {
         let response = self
             .client
             .post(&self.endpoint)
@@ -223,19 +248,14 @@ impl Source {
         let status = response.status();
         let retry_after = retry_after(response.headers());
         let body = response.bytes().await.map_err(|e| self.unreachable(&e))?;
-        let parsed: Option<Value> = serde_json::from_slice(&body).ok();
-        if let Some(errors) = parsed.as_ref().and_then(|v| v["errors"].as_array())
-            && !errors.is_empty()
-        {
-            return Err(graphql_error(status, retry_after, errors));
-        }
-        if !status.is_success() {
-            return Err(http_error(status, retry_after, &body));
-        }
-        match parsed {
-            Some(mut answer) => Ok(answer["data"].take()),
-            None => Err(ReplicaError::Source(format!(
-                "{}: the answer is not JSON",
+        match serde_json::from_slice::<Envelope<'_>>(&body) {
+            Ok(envelope) if !envelope.errors.is_empty() => {
+                Err(graphql_error(status, retry_after, &envelope.errors))
+            }
+            _ if !status.is_success() => Err(http_error(status, retry_after, &body)),
+            Ok(envelope) if envelope.data.is_some() => Ok(body),
+            _ => Err(ReplicaError::Source(format!(
+                "{}: the answer is not a GraphQL result",
                 self.endpoint
             ))),
         }
@@ -351,13 +371,14 @@ impl Source {
             entity.field,
             entity.selection()
         );
-        let data = self
-            .query(&query, json!({"ids": ids, "first": ids.len().max(1)}))
+        let (rows, _) = self
+            .query_rows(
+                entity,
+                &query,
+                json!({"ids": ids, "first": ids.len().max(1)}),
+            )
             .await?;
-        nodes(&data["rows"])?
-            .iter()
-            .map(|node| entity.row(node))
-            .collect()
+        Ok(rows)
     }
 
     /// A page of every stored registration of `entity` after the cursor `after`; returns the
@@ -374,19 +395,10 @@ impl Source {
             entity.field,
             entity.selection()
         );
-        let data = self
-            .query(&query, json!({"after": after, "first": first}))
+        let (rows, info) = self
+            .query_rows(entity, &query, json!({"after": after, "first": first}))
             .await?;
-        let rows = nodes(&data["rows"])?
-            .iter()
-            .map(|node| entity.row(node))
-            .collect::<Result<Vec<_>, _>>()?;
-        let info = &data["rows"]["pageInfo"];
-        let next = match info["hasNextPage"].as_bool() {
-            Some(true) => info["endCursor"].as_str().map(str::to_owned),
-            _ => None,
-        };
-        Ok((rows, next))
+        Ok((rows, info.has_next.then_some(info.end_cursor).flatten()))
     }
 
     /// Opens an SSE subscription to the register's events after `after` (of `entities` only
@@ -453,10 +465,13 @@ impl Source {
     }
 }
 
-fn nodes(connection: &Value) -> Result<&Vec<Value>, ReplicaError> {
-    connection["nodes"]
-        .as_array()
-        .ok_or_else(|| ReplicaError::Source("an answer without nodes".into()))
+/// A GraphQL result, its data unread.
+#[derive(serde::Deserialize)]
+struct Envelope<'a> {
+    #[serde(borrow, default)]
+    data: Option<&'a serde_json::value::RawValue>,
+    #[serde(default)]
+    errors: Vec<Value>,
 }
 
 /// What an event stream yields.
