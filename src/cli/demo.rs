@@ -123,7 +123,9 @@ fn print_welcome(addr: SocketAddr, every: Duration) {
          A new package is imported every {} s; press Ctrl-C to stop.\n\n\
          Try:\n  curl -s http://{addr}/graphql -H 'content-type: application/json' \\\n    \
          -d '{{\"query\": \"{{ BBR_Events(first: 3, where: {{eventaction: {{in: [\\\"u\\\", \\\"d\\\"]}}}}) \
-         {{ nodes {{ eventid entityname eventaction object_id object_datafordelerRowId }} }} }}\"}}'\n",
+         {{ nodes {{ eventid entityname eventaction object_id object_datafordelerRowId }} }} }}\"}}'\n\n\
+         Keep a copy of BBR in SQLite, following every import (in another terminal):\n  \
+         fordeler replica sync --source http://{addr} --register BBR --target sqlite://bbr.db --follow\n",
         every.as_secs_f64()
     );
 }

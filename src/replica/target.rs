@@ -10,7 +10,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use futures_util::TryStreamExt;
 use sqlx::query_builder::Separated;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Database, PgPool, QueryBuilder, Row as _, SqlitePool};
+use sqlx::{ConnectOptions, Database, PgPool, QueryBuilder, Row as _, SqlitePool};
 use uuid::Uuid;
 
 use super::ReplicaError;
@@ -81,6 +81,11 @@ const CHECKPOINT_POSTGRES: &str = "UPDATE fordeler_replica SET checkpoint = $1, 
     checkpoint_row_id = $2, events_applied = events_applied + $3, updated_at = $4 \
     WHERE register = $5";
 
+/// Most parameter bytes per PostgreSQL statement: over TCP, sqlx 0.9 leaves Nagle's algorithm
+/// on, and a statement whose parameters pass about 32 KB waits 40 ms for the server's delayed ACK
+/// (see ARCHITECTURE.md).
+const PG_STATEMENT_BYTES: usize = 24_000;
+
 /// Most bind parameters per statement (SQLite allows 32766, PostgreSQL 65535).
 const MAX_BINDS: usize = 30_000;
 
@@ -101,7 +106,9 @@ impl Target {
                 // With WAL, NORMAL keeps every commit across a process crash; a power loss may
                 // lose the last commits, never the consistency of rows and checkpoint.
                 .synchronous(SqliteSynchronous::Normal)
-                .busy_timeout(Duration::from_secs(30));
+                .busy_timeout(Duration::from_secs(30))
+                // `verify` reads whole tables: not a slow statement worth a warning.
+                .disable_statement_logging();
             let pool = SqlitePoolOptions::new()
                 .max_connections(1)
                 .connect_with(options)
@@ -111,7 +118,15 @@ impl Target {
             target.execute(META).await?;
             Ok(target)
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-            let pool = crate::store::connect(url, 2).await.map_err(|e| bad(&e))?;
+            let options = crate::store::connect_options(url)
+                .map_err(|e| bad(&e))?
+                .disable_statement_logging();
+            let pool = sqlx::postgres::PgPoolOptions::new()
+                .max_connections(2)
+                .acquire_timeout(Duration::from_secs(30))
+                .connect_with(options)
+                .await
+                .map_err(|e| bad(&e))?;
             let target = Target::Postgres(pool);
             target.execute(META).await?;
             Ok(target)
@@ -276,7 +291,8 @@ impl Target {
                     }) {
                         qb.build().execute(&mut *tx).await.map_err(target_error)?;
                     }
-                    for mut qb in upserts(&table, entity, &part.upserts, push_sqlite) {
+                    let rows = &part.upserts;
+                    for mut qb in upserts(&table, entity, rows, usize::MAX, push_sqlite) {
                         qb.build().execute(&mut *tx).await.map_err(target_error)?;
                     }
                 }
@@ -300,7 +316,8 @@ impl Target {
                     }) {
                         qb.build().execute(&mut *tx).await.map_err(target_error)?;
                     }
-                    for mut qb in upserts(&table, entity, &part.upserts, push_postgres) {
+                    let rows = &part.upserts;
+                    for mut qb in upserts(&table, entity, rows, PG_STATEMENT_BYTES, push_postgres) {
                         qb.build().execute(&mut *tx).await.map_err(target_error)?;
                     }
                 }
@@ -433,7 +450,8 @@ fn deletes<DB: Database>(
 where
     DB::Arguments: Default,
 {
-    ids.chunks(MAX_BINDS)
+    // 20 bytes a UUID on the wire: under PG_STATEMENT_BYTES for either database.
+    ids.chunks(PG_STATEMENT_BYTES / 20)
         .map(|chunk| {
             let mut qb = QueryBuilder::new(format!(
                 "DELETE FROM {} WHERE \"datafordelerRowId\" IN (",
@@ -455,6 +473,7 @@ fn upserts<DB: Database>(
     table: &str,
     entity: &EntitySchema,
     rows: &[Row],
+    max_bytes: usize,
     push: fn(&mut Separated<'_, DB, &'static str>, Option<&Scalar>, AttrType),
 ) -> Vec<QueryBuilder<DB>>
 where
@@ -470,7 +489,21 @@ where
         .map(|n| format!("{n} = excluded.{n}"))
         .collect();
     let per_statement = (MAX_BINDS / names.len()).clamp(1, 1000);
-    rows.chunks(per_statement)
+    let mut chunks = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (i, row) in rows.iter().enumerate() {
+        let size = row_bytes(row);
+        if i > start && (i - start == per_statement || bytes + size > max_bytes) {
+            chunks.push(&rows[start..i]);
+            (start, bytes) = (i, 0);
+        }
+        bytes += size;
+    }
+    if start < rows.len() {
+        chunks.push(&rows[start..]);
+    }
+    chunks
+        .into_iter()
         .map(|chunk| {
             let mut qb = QueryBuilder::new(format!(
                 "INSERT INTO {} AS cur ({}) ",
@@ -490,6 +523,21 @@ where
             qb
         })
         .collect()
+}
+
+/// About what a row's parameters weigh on the wire.
+fn row_bytes(row: &Row) -> usize {
+    row.iter()
+        .map(|value| {
+            4 + match value {
+                None => 0,
+                Some(Scalar::Text(t)) => t.len(),
+                Some(Scalar::Decimal(_)) => 24,
+                Some(Scalar::Uuid(_)) => 16,
+                Some(_) => 8,
+            }
+        })
+        .sum()
 }
 
 fn push_sqlite(
