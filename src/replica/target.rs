@@ -82,9 +82,9 @@ const CHECKPOINT_POSTGRES: &str = "UPDATE fordeler_replica SET checkpoint = $1, 
     WHERE register = $5";
 
 /// Most parameter bytes per PostgreSQL statement: over TCP, sqlx 0.9 leaves Nagle's algorithm
-/// on, and a statement whose parameters pass about 32 KB waits 40 ms for the server's delayed ACK
-/// (see ARCHITECTURE.md).
-const PG_STATEMENT_BYTES: usize = 24_000;
+/// on, and a message larger than the socket's send buffer (16 KB to begin with) waits 40 ms for
+/// the server's delayed ACK (see ARCHITECTURE.md).
+const PG_STATEMENT_BYTES: usize = 12_000;
 
 /// Most bind parameters per statement (SQLite allows 32766, PostgreSQL 65535).
 const MAX_BINDS: usize = 30_000;
@@ -264,15 +264,7 @@ impl Target {
                 AttrType::Boolean => "BOOLEAN",
                 _ => "TEXT",
             },
-            Target::Postgres(_) => match ty {
-                AttrType::Text => "text",
-                AttrType::Integer => "bigint",
-                AttrType::Decimal => "numeric",
-                AttrType::Boolean => "boolean",
-                AttrType::Date => "date",
-                AttrType::Timestamp => "timestamptz",
-                AttrType::Uuid => "uuid",
-            },
+            Target::Postgres(_) => pg_type(ty),
         }
     }
 
@@ -291,8 +283,7 @@ impl Target {
                     }) {
                         qb.build().execute(&mut *tx).await.map_err(target_error)?;
                     }
-                    let rows = &part.upserts;
-                    for mut qb in upserts(&table, entity, rows, usize::MAX, push_sqlite) {
+                    for mut qb in upserts(&table, entity, &part.upserts, push_sqlite) {
                         qb.build().execute(&mut *tx).await.map_err(target_error)?;
                     }
                 }
@@ -316,10 +307,7 @@ impl Target {
                     }) {
                         qb.build().execute(&mut *tx).await.map_err(target_error)?;
                     }
-                    let rows = &part.upserts;
-                    for mut qb in upserts(&table, entity, rows, PG_STATEMENT_BYTES, push_postgres) {
-                        qb.build().execute(&mut *tx).await.map_err(target_error)?;
-                    }
+                    upsert_postgres(&mut tx, &table, entity, &part.upserts).await?;
                 }
                 sqlx::query(CHECKPOINT_POSTGRES)
                     .bind(change.checkpoint)
@@ -473,7 +461,6 @@ fn upserts<DB: Database>(
     table: &str,
     entity: &EntitySchema,
     rows: &[Row],
-    max_bytes: usize,
     push: fn(&mut Separated<'_, DB, &'static str>, Option<&Scalar>, AttrType),
 ) -> Vec<QueryBuilder<DB>>
 where
@@ -489,21 +476,7 @@ where
         .map(|n| format!("{n} = excluded.{n}"))
         .collect();
     let per_statement = (MAX_BINDS / names.len()).clamp(1, 1000);
-    let mut chunks = Vec::new();
-    let (mut start, mut bytes) = (0, 0);
-    for (i, row) in rows.iter().enumerate() {
-        let size = row_bytes(row);
-        if i > start && (i - start == per_statement || bytes + size > max_bytes) {
-            chunks.push(&rows[start..i]);
-            (start, bytes) = (i, 0);
-        }
-        bytes += size;
-    }
-    if start < rows.len() {
-        chunks.push(&rows[start..]);
-    }
-    chunks
-        .into_iter()
+    rows.chunks(per_statement)
         .map(|chunk| {
             let mut qb = QueryBuilder::new(format!(
                 "INSERT INTO {} AS cur ({}) ",
@@ -523,6 +496,121 @@ where
             qb
         })
         .collect()
+}
+
+/// Upserts `rows` into `table` with `INSERT ... SELECT * FROM UNNEST(one array per column)`:
+/// one statement text (prepared once), in chunks of at most [`PG_STATEMENT_BYTES`].
+async fn upsert_postgres(
+    conn: &mut sqlx::PgConnection,
+    table: &str,
+    entity: &EntitySchema,
+    rows: &[Row],
+) -> Result<(), ReplicaError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<String> = entity
+        .columns
+        .iter()
+        .map(|c| quote_ident(&c.name))
+        .collect();
+    let arrays: Vec<String> = entity
+        .columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| match c.ty {
+            AttrType::Decimal => format!("${}::text[]::numeric[]", i + 1),
+            ty => format!("${}::{}[]", i + 1, pg_type(ty)),
+        })
+        .collect();
+    let updates: Vec<String> = names[1..]
+        .iter()
+        .map(|n| format!("{n} = excluded.{n}"))
+        .collect();
+    let sql = format!(
+        "INSERT INTO {} AS cur ({}) SELECT * FROM UNNEST({}) ON CONFLICT (\"datafordelerRowId\") \
+         DO UPDATE SET {} WHERE excluded.\"datafordelerRowVersion\" > cur.\"datafordelerRowVersion\"",
+        quote_ident(table),
+        names.join(", "),
+        arrays.join(", "),
+        updates.join(", ")
+    );
+    let mut start = 0;
+    while start < rows.len() {
+        let mut end = start;
+        let mut bytes = 0;
+        while end < rows.len()
+            && (end == start || bytes + row_bytes(&rows[end]) <= PG_STATEMENT_BYTES)
+        {
+            bytes += row_bytes(&rows[end]);
+            end += 1;
+        }
+        let chunk = &rows[start..end];
+        start = end;
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.clone()));
+        for (i, column) in entity.columns.iter().enumerate() {
+            let values = chunk.iter().map(|row| row[i].as_ref());
+            query = match column.ty {
+                AttrType::Text | AttrType::Decimal => {
+                    query.bind(values.map(|v| v.map(to_text)).collect::<Vec<_>>())
+                }
+                AttrType::Integer => query.bind(
+                    values
+                        .map(|v| match v {
+                            Some(Scalar::Integer(n)) => Some(*n),
+                            _ => None,
+                        })
+                        .collect::<Vec<_>>(),
+                ),
+                AttrType::Boolean => query.bind(
+                    values
+                        .map(|v| match v {
+                            Some(Scalar::Boolean(b)) => Some(*b),
+                            _ => None,
+                        })
+                        .collect::<Vec<_>>(),
+                ),
+                AttrType::Date => query.bind(
+                    values
+                        .map(|v| match v {
+                            Some(Scalar::Date(d)) => Some(*d),
+                            _ => None,
+                        })
+                        .collect::<Vec<_>>(),
+                ),
+                AttrType::Timestamp => query.bind(
+                    values
+                        .map(|v| match v {
+                            Some(Scalar::Timestamp(t)) => Some(*t),
+                            _ => None,
+                        })
+                        .collect::<Vec<_>>(),
+                ),
+                AttrType::Uuid => query.bind(
+                    values
+                        .map(|v| match v {
+                            Some(Scalar::Uuid(u)) => Some(*u),
+                            _ => None,
+                        })
+                        .collect::<Vec<_>>(),
+                ),
+            };
+        }
+        query.execute(&mut *conn).await.map_err(target_error)?;
+    }
+    Ok(())
+}
+
+fn pg_type(ty: AttrType) -> &'static str {
+    match ty {
+        AttrType::Text => "text",
+        AttrType::Integer => "bigint",
+        AttrType::Decimal => "numeric",
+        AttrType::Boolean => "boolean",
+        AttrType::Date => "date",
+        AttrType::Timestamp => "timestamptz",
+        AttrType::Uuid => "uuid",
+    }
 }
 
 /// About what a row's parameters weigh on the wire.
@@ -551,26 +639,5 @@ fn push_sqlite(
         Some(Scalar::Boolean(b)) => s.push_bind(*b),
         Some(Scalar::Text(t)) => s.push_bind(t.clone()),
         Some(other) => s.push_bind(to_text(other)),
-    };
-}
-
-fn push_postgres(
-    s: &mut Separated<'_, sqlx::Postgres, &'static str>,
-    value: Option<&Scalar>,
-    ty: AttrType,
-) {
-    match (ty, value) {
-        (AttrType::Text, v) => s.push_bind(v.map(to_text)),
-        (AttrType::Integer, Some(Scalar::Integer(n))) => s.push_bind(Some(*n)),
-        (AttrType::Integer, _) => s.push_bind(None::<i64>),
-        (AttrType::Decimal, v) => s.push_bind(v.map(to_text)).push_unseparated("::numeric"),
-        (AttrType::Boolean, Some(Scalar::Boolean(b))) => s.push_bind(Some(*b)),
-        (AttrType::Boolean, _) => s.push_bind(None::<bool>),
-        (AttrType::Date, Some(Scalar::Date(d))) => s.push_bind(Some(*d)),
-        (AttrType::Date, _) => s.push_bind(None::<NaiveDate>),
-        (AttrType::Timestamp, Some(Scalar::Timestamp(t))) => s.push_bind(Some(*t)),
-        (AttrType::Timestamp, _) => s.push_bind(None::<DateTime<Utc>>),
-        (AttrType::Uuid, Some(Scalar::Uuid(u))) => s.push_bind(Some(*u)),
-        (AttrType::Uuid, _) => s.push_bind(None::<Uuid>),
     };
 }
