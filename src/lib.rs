@@ -13,8 +13,10 @@
 //! - [`replica`]: the replica client, keeping a copy of a register through the GraphQL API.
 //! - [`generate`]: deterministic synthetic packages for tests, benchmarks and the demo.
 //! - [`embedded`] and [`database`]: the private PostgreSQL cluster used when no `DATABASE_URL`.
+//! - [`auth`]: bearer tokens and API keys, and the grants they carry.
 //! - [`cli`]: one module per subcommand; `main.rs` only parses and dispatches.
 
+pub mod auth;
 pub mod cli;
 pub mod database;
 pub mod embedded;

@@ -23,6 +23,8 @@ pub struct Metrics {
     pub rows_returned: IntCounterVec,
     /// Events pages answered by the fast path.
     pub fast_path_pages: prometheus::IntCounter,
+    /// Requests whose credential was refused (401).
+    pub auth_refused: prometheus::IntCounter,
     /// Open subscriptions, by register.
     pub subscribers: IntGaugeVec,
     /// Events sent to subscribers, by register.
@@ -77,6 +79,10 @@ impl Metrics {
                 "Rows and events returned, by root field.",
             ),
             &["field"],
+        );
+        let auth_refused = prometheus::IntCounter::new(
+            "auth_refused_total",
+            "Requests answered 401 because their credential was refused.",
         );
         let fast_path_pages = prometheus::IntCounter::new(
             "graphql_fast_path_pages_total",
@@ -151,6 +157,7 @@ impl Metrics {
             graphql_fields: graphql_fields.expect("valid metric"),
             rows_returned: rows_returned.expect("valid metric"),
             fast_path_pages: fast_path_pages.expect("valid metric"),
+            auth_refused: auth_refused.expect("valid metric"),
             subscribers: subscribers.expect("valid metric"),
             delivered: delivered.expect("valid metric"),
             lag: lag.expect("valid metric"),
@@ -168,7 +175,7 @@ impl Metrics {
     }
 
     fn register_all(&self) {
-        let collectors: [Box<dyn prometheus::core::Collector>; 16] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 17] = [
             Box::new(self.subscribers.clone()),
             Box::new(self.delivered.clone()),
             Box::new(self.lag.clone()),
@@ -179,6 +186,7 @@ impl Metrics {
             Box::new(self.streams_open.clone()),
             Box::new(self.streams_refused.clone()),
             Box::new(self.fast_path_pages.clone()),
+            Box::new(self.auth_refused.clone()),
             Box::new(self.http_requests.clone()),
             Box::new(self.http_duration.clone()),
             Box::new(self.graphql_fields.clone()),

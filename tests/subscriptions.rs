@@ -640,8 +640,8 @@ async fn shutdown_completes_every_stream() {
 
 /// CPR's municipality fields (`object_kommunekodenuvaerende` / `...tidligere`), evaluated in
 /// memory on the live feed: a subscriber to moves into or out of municipality 0101 gets exactly
-/// the events a query with that filter selects. (CPR is protected and the server accepts no
-/// credentials yet, so this subscribes through the library's hub, below the access check.)
+/// the events a query with that filter selects. (This subscribes through the library's hub,
+/// below the access check; `tests/security.rs` covers CPR subscriptions with credentials.)
 #[tokio::test]
 async fn cpr_municipality_filters_are_honoured_on_the_live_feed() {
     use fordeler::query::events::columns;

@@ -1,5 +1,6 @@
 //! The command line: one module per subcommand, each with its options and `run`.
 
+mod apikey;
 mod check;
 mod db;
 mod demo;
@@ -32,7 +33,7 @@ enum Command {
     /// Apply database migrations and create the storage of every register definition.
     Migrate(migrate::Opts),
     /// Serve the GraphQL API (queries, GraphiQL, health, metrics) over HTTP.
-    Serve(serve::Opts),
+    Serve(Box<serve::Opts>),
     /// Print the GraphQL schema (SDL) the register definitions give.
     Schema(schema::Opts),
     /// Show each register's last package, last eventid, rows and events.
@@ -43,6 +44,8 @@ enum Command {
     Db(db::Opts),
     /// Keep a copy of a register in SQLite or PostgreSQL through a server's GraphQL API.
     Replica(replica::Opts),
+    /// Create, list and revoke API keys (stored hashed) for machine clients.
+    Apikey(apikey::Opts),
 }
 
 impl Cli {
@@ -55,10 +58,11 @@ impl Cli {
             Command::Generate(opts) => generate::run(opts),
             Command::Migrate(opts) => migrate::run(opts).await,
             Command::Status(opts) => status::run(opts).await,
-            Command::Serve(opts) => serve::run(opts).await,
+            Command::Serve(opts) => serve::run(*opts).await,
             Command::Schema(opts) => schema::run(opts),
             Command::Demo(opts) => demo::run(opts).await,
             Command::Db(opts) => db::run(opts),
+            Command::Apikey(opts) => apikey::run(opts).await,
         };
         match result {
             Ok(()) => 0,

@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::net::TcpListener;
 
+use crate::auth::{JwtConfig, JwtVerifier};
 use crate::database::DatabaseOpts;
 use crate::graphql::{Api, Limits};
 use crate::http::{self, AppState, HttpConfig};
@@ -72,9 +73,56 @@ pub struct Opts {
     /// Most open event streams in this process; more get 429.
     #[arg(long, env = "FORDELER_MAX_STREAMS", default_value_t = 10_000)]
     pub max_streams: usize,
-    /// Most open event streams per client (IP address, until credentials exist); more get 429.
+    /// Most open event streams per client (credential, or IP address when anonymous); more
+    /// get 429.
     #[arg(long, env = "FORDELER_MAX_STREAMS_PER_CLIENT", default_value_t = 100)]
     pub max_streams_per_client: usize,
+    /// Bearer tokens: a JWKS file of RSA/EC public keys, picked by the token's `kid`.
+    #[arg(long, env = "FORDELER_JWT_JWKS", value_name = "FILE")]
+    pub jwt_jwks: Option<PathBuf>,
+    /// Bearer tokens: a PEM file of an RSA or EC public key (repeatable).
+    #[arg(
+        long,
+        env = "FORDELER_JWT_PUBLIC_KEY",
+        value_name = "FILE",
+        value_delimiter = ','
+    )]
+    pub jwt_public_key: Vec<PathBuf>,
+    /// Bearer tokens: a file holding an HS256 shared secret (32 characters or more).
+    #[arg(long, env = "FORDELER_JWT_HS256_SECRET_FILE", value_name = "FILE")]
+    pub jwt_hs256_secret_file: Option<PathBuf>,
+    /// The accepted token algorithms (RS256, ES256, HS256...); default: those the keys imply.
+    #[arg(long, env = "FORDELER_JWT_ALGORITHMS", value_delimiter = ',', value_parser = parse_algorithm)]
+    pub jwt_algorithms: Vec<jsonwebtoken::Algorithm>,
+    /// The `iss` tokens must carry (required with any JWT key).
+    #[arg(long, env = "FORDELER_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+    /// The `aud` tokens must carry (required with any JWT key).
+    #[arg(long, env = "FORDELER_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+    /// Clock skew allowed on `exp` and `nbf`.
+    #[arg(long, env = "FORDELER_JWT_LEEWAY", default_value = "30s", value_parser = parse_duration)]
+    pub jwt_leeway: Duration,
+    /// The token claim holding the grants (`"BBR:* CPR:Person"` or a list of such strings).
+    #[arg(long, env = "FORDELER_JWT_GRANTS_CLAIM", default_value = "scope")]
+    pub jwt_grants_claim: String,
+}
+
+fn parse_algorithm(text: &str) -> Result<jsonwebtoken::Algorithm, String> {
+    use jsonwebtoken::Algorithm::*;
+    Ok(match text.trim().to_ascii_uppercase().as_str() {
+        "RS256" => RS256,
+        "RS384" => RS384,
+        "RS512" => RS512,
+        "PS256" => PS256,
+        "ES256" => ES256,
+        "ES384" => ES384,
+        "HS256" => HS256,
+        "HS384" => HS384,
+        "HS512" => HS512,
+        "EDDSA" => EdDSA,
+        other => return Err(format!("{other:?} is not a JWT signature algorithm")),
+    })
 }
 
 impl Opts {
@@ -104,13 +152,29 @@ impl Opts {
         }
     }
 
-    /// The HTTP settings these options set.
-    pub fn http(&self) -> HttpConfig {
-        HttpConfig {
+    /// The HTTP settings these options set, with the JWT keys loaded.
+    pub fn http(&self) -> anyhow::Result<HttpConfig> {
+        let jwt = JwtConfig {
+            jwks: self.jwt_jwks.clone(),
+            public_keys: self.jwt_public_key.clone(),
+            hs256_secret: self.jwt_hs256_secret_file.clone(),
+            algorithms: self.jwt_algorithms.clone(),
+            issuer: self.jwt_issuer.clone(),
+            audience: self.jwt_audience.clone(),
+            leeway_seconds: self.jwt_leeway.as_secs(),
+            grants_claim: self.jwt_grants_claim.clone(),
+        };
+        let jwt = if jwt.is_enabled() {
+            Some(Arc::new(JwtVerifier::load(&jwt)?))
+        } else {
+            None
+        };
+        Ok(HttpConfig {
             body_limit: self.body_limit,
             request_timeout: self.request_timeout,
             graphiql_assets: self.graphiql_assets.clone(),
-        }
+            jwt,
+        })
     }
 }
 
@@ -140,7 +204,7 @@ pub async fn run(opts: Opts) -> anyhow::Result<()> {
     let (pool, registry, _) = opts.db.open(opts.pool_size).await?;
     let registry = Arc::new(registry);
     let api = Api::with_live(pool, registry, opts.limits(), opts.live(), Metrics::new());
-    let router = http::router(AppState::new(&api, opts.http())?);
+    let router = http::router(AppState::new(&api, opts.http()?)?);
     let listener = TcpListener::bind(opts.listen)
         .await
         .with_context(|| format!("cannot listen on {}", opts.listen))?;

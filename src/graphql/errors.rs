@@ -58,6 +58,8 @@ pub mod codes {
     pub const LIMIT_EXCEEDED: &str = "LIMIT_EXCEEDED";
     /// Not allowed for this caller.
     pub const FORBIDDEN: &str = "FORBIDDEN";
+    /// A credential was presented and refused (HTTP 401).
+    pub const UNAUTHENTICATED: &str = "UNAUTHENTICATED";
     /// A failure inside the server.
     pub const INTERNAL: &str = "INTERNAL";
     /// The server cannot serve this now (shutting down, too many streams); retry later.

@@ -241,11 +241,19 @@ pub fn checked_filter<'a>(
         .ok_or(ApiError::Internal)?;
     let hidden = access.hidden_entities(&events.register);
     if hidden.len() == events.register.entities.len() {
-        return Err(forbidden(&events.register, "Events"));
+        return Err(forbidden(
+            &events.register,
+            "Events",
+            access.principal().is_some(),
+        ));
     }
     let filter = filters::parse_filter(args.get("where"), &events.fields, &api.limits)?;
     if let Some(entity) = named_entity(&filter, &hidden) {
-        return Err(forbidden(&events.register, entity));
+        return Err(forbidden(
+            &events.register,
+            entity,
+            access.principal().is_some(),
+        ));
     }
     Ok((events, filter, hidden))
 }

@@ -45,9 +45,15 @@ pub async fn get(
             "GET /graphql needs a `query` parameter",
         );
     }
+    let access = match authenticate(&state, &headers, Some(&query)).await {
+        Ok(access) => access,
+        Err(refused) => return refused,
+    };
     match async_graphql::http::parse_query_string(&query) {
-        Ok(request) if stream => sse::respond(&state, request, &headers, peer_addr(peer)).await,
-        Ok(request) => execute(&state, request, format).await,
+        Ok(request) if stream => {
+            sse::respond(&state, request, &headers, peer_addr(peer), access).await
+        }
+        Ok(request) => execute(&state, request, format, access).await,
         Err(e) => error_body(
             StatusCode::BAD_REQUEST,
             codes::BAD_REQUEST,
@@ -61,6 +67,7 @@ pub async fn post(
     State(state): State<AppState>,
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
+    RawQuery(query): RawQuery,
     body: Bytes,
 ) -> Response {
     let format = Format::negotiate(&headers);
@@ -76,11 +83,15 @@ pub async fn post(
             "POST /graphql needs Content-Type: application/json",
         );
     }
+    let access = match authenticate(&state, &headers, query.as_deref()).await {
+        Ok(access) => access,
+        Err(refused) => return refused,
+    };
     match serde_json::from_slice::<Request>(&body) {
         Ok(request) if accepts(&headers, EVENT_STREAM) => {
-            sse::respond(&state, request, &headers, peer_addr(peer)).await
+            sse::respond(&state, request, &headers, peer_addr(peer), access).await
         }
-        Ok(request) => execute(&state, request, format).await,
+        Ok(request) => execute(&state, request, format, access).await,
         Err(e) => error_body(
             StatusCode::BAD_REQUEST,
             codes::BAD_REQUEST,
@@ -136,13 +147,36 @@ fn accepts(headers: &HeaderMap, media_type: &str) -> bool {
         })
 }
 
-async fn execute(state: &AppState, request: Request, format: Format) -> Response {
+/// The caller's rights from its credentials: anonymous without any; a refused credential is
+/// answered with 401 and `WWW-Authenticate`, before anything is read.
+async fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+    raw_query: Option<&str>,
+) -> Result<Access, Response> {
+    match state.auth.authenticate(headers, raw_query).await {
+        Ok(Some(principal)) => Ok(Access::of(principal)),
+        Ok(None) => Ok(Access::anonymous()),
+        Err(refused) => {
+            state.metrics.auth_refused.inc();
+            tracing::info!(reason = %refused, "credential refused");
+            let mut response =
+                error_body(StatusCode::UNAUTHORIZED, codes::UNAUTHENTICATED, &refused.0);
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                http::HeaderValue::from_static(
+                    "Bearer realm=\"fordeler\", error=\"invalid_token\"",
+                ),
+            );
+            Err(response)
+        }
+    }
+}
+
+async fn execute(state: &AppState, request: Request, format: Format, access: Access) -> Response {
     let raw = RawData::default();
     let started = Started::default();
-    let request = request
-        .data(Access::anonymous())
-        .data(raw.clone())
-        .data(started.clone());
+    let request = request.data(access).data(raw.clone()).data(started.clone());
     let timeout = state.config.request_timeout;
     let mut response = match tokio::time::timeout(timeout, state.schema.execute(request)).await {
         Ok(response) => response,

@@ -23,6 +23,7 @@ use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::services::ServeDir;
 
+use crate::auth::{Authenticator, JwtVerifier};
 use crate::graphql::Api;
 use crate::metrics::Metrics;
 
@@ -36,6 +37,8 @@ pub struct HttpConfig {
     /// A directory holding GraphiQL's assets (`graphiql/`, `react/`, `react-dom/` as npm
     /// installs them), for networks that cannot reach the CDN.
     pub graphiql_assets: Option<PathBuf>,
+    /// Verifies bearer tokens; without it they are refused (API keys work either way).
+    pub jwt: Option<Arc<JwtVerifier>>,
 }
 
 impl Default for HttpConfig {
@@ -44,6 +47,7 @@ impl Default for HttpConfig {
             body_limit: 1024 * 1024,
             request_timeout: Duration::from_secs(30),
             graphiql_assets: None,
+            jwt: None,
         }
     }
 }
@@ -57,6 +61,7 @@ pub struct AppState {
     metrics: Metrics,
     config: Arc<HttpConfig>,
     sdl: Arc<str>,
+    auth: Authenticator,
 }
 
 impl AppState {
@@ -69,6 +74,7 @@ impl AppState {
             schema,
             pool: api.pool().clone(),
             metrics: api.metrics().clone(),
+            auth: Authenticator::new(config.jwt.clone(), api.pool().clone()),
             config: Arc::new(config),
             sdl,
         })

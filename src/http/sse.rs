@@ -38,13 +38,19 @@ pub async fn respond(
     request: Request,
     headers: &HeaderMap,
     peer: Option<SocketAddr>,
+    access: Access,
 ) -> Response {
     let resume = match last_event_id(headers) {
         Ok(resume) => resume,
         Err(message) => return error_body(StatusCode::BAD_REQUEST, codes::BAD_REQUEST, message),
     };
     let hub = state.api.live();
-    let client = peer.map_or(Client::Unknown, |a| Client::Address(a.ip()));
+    let client = match access.principal() {
+        Some(principal) => Client::Credential(principal.id.as_str().into()),
+        None => peer.map_or(Client::Unknown, |a| Client::Address(a.ip())),
+    };
+    // A stream ends with `complete` when its credential expires.
+    let expires_at = access.principal().and_then(|p| p.expires_at);
     let permit = match hub.admit(client) {
         Ok(permit) => permit,
         Err(refused) => return refusal(&refused, hub.config().retry),
@@ -60,7 +66,7 @@ pub async fn respond(
         let mut again = Request::new(request.query.clone()).variables(request.variables.clone());
         again.operation_name = request.operation_name.clone();
         again
-            .data(Access::anonymous())
+            .data(access.clone())
             .data(Resume(resume))
             .data(started.clone())
             .data(last_id.clone())
@@ -86,7 +92,7 @@ pub async fn respond(
         },
         (None, None) => stream::empty().boxed(),
     };
-    stream_response(messages, permit, hub)
+    stream_response(messages, permit, hub, expires_at)
 }
 
 /// `Last-Event-ID`, an eventid.
@@ -209,10 +215,18 @@ fn stream_response(
     messages: BoxStream<'static, Bytes>,
     permit: StreamPermit,
     hub: &Hub,
+    expires_at: Option<chrono::DateTime<chrono::Utc>>,
 ) -> Response {
     let config = hub.config();
     let retry = Bytes::from(format!("retry: {}\n\n", config.retry.as_millis()));
-    let deadline = tokio::time::Instant::now() + permit.limit();
+    let mut limit = permit.limit();
+    if let Some(expires_at) = expires_at {
+        let left = (expires_at - chrono::Utc::now())
+            .to_std()
+            .unwrap_or_default();
+        limit = limit.min(left);
+    }
+    let deadline = tokio::time::Instant::now() + limit;
     let mut keep_alive = tokio::time::interval(config.keep_alive);
     keep_alive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let closed = Box::pin(hub.closed());

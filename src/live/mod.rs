@@ -103,6 +103,8 @@ struct Streams {
 /// Who a stream is counted against.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Client {
+    /// An authenticated caller, by credential id.
+    Credential(std::sync::Arc<str>),
     /// An anonymous caller, by address.
     Address(IpAddr),
     /// A caller whose address is unknown.
