@@ -624,3 +624,68 @@ async fn credentials_come_from_a_file_or_the_environment_never_the_command_line(
         "{help}"
     );
 }
+
+#[tokio::test]
+async fn a_protected_register_is_copied_with_an_api_key_from_the_environment_or_a_file() {
+    let db = TestDb::new().await;
+    import_all(&db, &db.generate("CPR", 2, 100, 8)).await;
+    let server = TestServer::start(&db).await;
+    let grants = fordeler::auth::Grants::parse("CPR:*").unwrap();
+    let (key, _) = fordeler::auth::apikey::create(&db.pool, "replica", &grants, None)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let url = sqlite_url(dir.path(), "cpr.db");
+    let args = [
+        "replica",
+        "sync",
+        "--source",
+        &server.base,
+        "--register",
+        "CPR",
+    ];
+
+    let anonymous = fordeler(&args)
+        .arg("--target")
+        .arg(&url)
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status.code(), Some(4), "{anonymous:?}");
+
+    let from_env = fordeler(&args)
+        .arg("--target")
+        .arg(&url)
+        .env("FORDELER_API_KEY", &key)
+        .output()
+        .await
+        .unwrap();
+    assert!(from_env.status.success(), "{from_env:?}");
+
+    let file = dir.path().join("key");
+    std::fs::write(&file, format!("{key}\n")).unwrap();
+    let verify = fordeler(&[
+        "replica",
+        "verify",
+        "--source",
+        &server.base,
+        "--register",
+        "CPR",
+    ])
+    .arg("--target")
+    .arg(&url)
+    .arg("--api-key-file")
+    .arg(&file)
+    .output()
+    .await
+    .unwrap();
+    assert_eq!(verify.status.code(), Some(0), "{verify:?}");
+    let report: serde_json::Value = serde_json::from_slice(&verify.stdout).unwrap();
+    assert!(
+        report["verify"]["entities"][0]["source"]["rows"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+    server.stop().await;
+}

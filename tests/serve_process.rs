@@ -124,3 +124,80 @@ async fn the_demo_serves_and_keeps_importing_until_sigterm() {
 
     assert!(terminate(&mut child).success());
 }
+
+/// Reads `stream` into a shared buffer; returns the base URL once a line holds one.
+fn capture(
+    stream: impl std::io::Read + Send + 'static,
+) -> (String, std::sync::Arc<std::sync::Mutex<String>>) {
+    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let sink = log.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines() {
+            let line = line.unwrap_or_default();
+            if let Some(at) = line.find("http://") {
+                let url: String = line[at..]
+                    .chars()
+                    .take_while(|c| !c.is_whitespace())
+                    .collect();
+                let _ = tx.send(url.trim_end_matches("/graphql").to_owned());
+            }
+            let mut log = sink.lock().unwrap();
+            log.push_str(&line);
+            log.push('\n');
+        }
+    });
+    let base = rx
+        .recv_timeout(Duration::from_secs(120))
+        .expect("the process printed its address");
+    (base, log)
+}
+
+#[tokio::test]
+async fn an_api_key_in_the_url_never_reaches_the_log() {
+    let db = TestDb::new().await;
+    let grants = fordeler::auth::Grants::parse("CPR:*").unwrap();
+    let (key, _) = fordeler::auth::apikey::create(&db.pool, "logs", &grants, None)
+        .await
+        .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fordeler"))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("DATABASE_URL", &db.url)
+        .env(
+            "FORDELER_REGISTERS",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/registers"),
+        )
+        .env("FORDELER_LOG", "debug")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (base, log) = capture(child.stderr.take().unwrap());
+    let query = "{ CPR_Person(first: 1) { nodes { datafordelerRowId } } }";
+    for api_key in [
+        key.as_str(),
+        "fordeler_0190a1b2000070008000000000000001_wrongsecret",
+    ] {
+        let response = reqwest::Client::new()
+            .get(format!("{base}/graphql"))
+            .query(&[("query", query), ("apiKey", api_key)])
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status() == 200 || response.status() == 401);
+    }
+    assert!(terminate(&mut child).success());
+    std::thread::sleep(Duration::from_millis(200));
+    let log = log.lock().unwrap().clone();
+    assert!(
+        log.contains("status=401"),
+        "the refused request was logged: {log}"
+    );
+    assert!(log.contains("credential refused"), "with its reason: {log}");
+    let secret = key.rsplit('_').next().unwrap();
+    assert!(!log.contains(secret), "the key leaked into the log: {log}");
+    assert!(
+        !log.contains("wrongsecret"),
+        "the bad key leaked into the log: {log}"
+    );
+}
