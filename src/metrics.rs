@@ -25,6 +25,8 @@ pub struct Metrics {
     pub fast_path_pages: prometheus::IntCounter,
     /// Requests whose credential was refused (401).
     pub auth_refused: prometheus::IntCounter,
+    /// Requests refused by the rate limit (429).
+    pub rate_limited: prometheus::IntCounter,
     /// Open subscriptions, by register.
     pub subscribers: IntGaugeVec,
     /// Events sent to subscribers, by register.
@@ -79,6 +81,10 @@ impl Metrics {
                 "Rows and events returned, by root field.",
             ),
             &["field"],
+        );
+        let rate_limited = prometheus::IntCounter::new(
+            "rate_limited_total",
+            "Requests answered 429 by the per-client rate limit.",
         );
         let auth_refused = prometheus::IntCounter::new(
             "auth_refused_total",
@@ -158,6 +164,7 @@ impl Metrics {
             rows_returned: rows_returned.expect("valid metric"),
             fast_path_pages: fast_path_pages.expect("valid metric"),
             auth_refused: auth_refused.expect("valid metric"),
+            rate_limited: rate_limited.expect("valid metric"),
             subscribers: subscribers.expect("valid metric"),
             delivered: delivered.expect("valid metric"),
             lag: lag.expect("valid metric"),
@@ -175,7 +182,7 @@ impl Metrics {
     }
 
     fn register_all(&self) {
-        let collectors: [Box<dyn prometheus::core::Collector>; 17] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 18] = [
             Box::new(self.subscribers.clone()),
             Box::new(self.delivered.clone()),
             Box::new(self.lag.clone()),
@@ -187,6 +194,7 @@ impl Metrics {
             Box::new(self.streams_refused.clone()),
             Box::new(self.fast_path_pages.clone()),
             Box::new(self.auth_refused.clone()),
+            Box::new(self.rate_limited.clone()),
             Box::new(self.http_requests.clone()),
             Box::new(self.http_duration.clone()),
             Box::new(self.graphql_fields.clone()),

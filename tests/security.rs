@@ -464,3 +464,54 @@ fn a_server_with_jwt_keys_needs_issuer_and_audience() {
     .to_string();
     assert!(error.contains("at least 32"), "{error}");
 }
+
+#[tokio::test]
+async fn a_client_over_its_rate_gets_429_with_retry_after_and_others_go_on() {
+    let db = TestDb::new().await;
+    let config = HttpConfig {
+        rate_limit: 2,
+        rate_burst: 3,
+        ..HttpConfig::default()
+    };
+    let server = TestServer::start_with(&db, fordeler::graphql::Limits::default(), config).await;
+    let grants = fordeler::auth::Grants::parse("BBR:*").unwrap();
+    let (key, _) = fordeler::auth::apikey::create(&db.pool, "k", &grants, None)
+        .await
+        .unwrap();
+    let query = "{ RegisterImportStatus { register } }";
+    let send = |headers: Vec<(&'static str, String)>| {
+        let mut request = server
+            .client
+            .post(format!("{}/graphql", server.base))
+            .json(&json!({"query": query}));
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        request.send()
+    };
+    let mut statuses = Vec::new();
+    let mut retry_after = None;
+    for _ in 0..6 {
+        let response = send(vec![]).await.unwrap();
+        statuses.push(response.status().as_u16());
+        if response.status() == 429 {
+            retry_after = response.headers().get("retry-after").cloned();
+            let body: Value = response.json().await.unwrap();
+            assert_eq!(code(&body), "LIMIT_EXCEEDED", "{body}");
+        }
+    }
+    assert_eq!(&statuses[..3], &[200, 200, 200], "{statuses:?}");
+    assert!(statuses[3..].contains(&429), "{statuses:?}");
+    let seconds: u64 = retry_after.unwrap().to_str().unwrap().parse().unwrap();
+    assert!((1..=2).contains(&seconds));
+    // A credential has its own bucket.
+    let with_key = send(vec![("x-api-key", key.clone())]).await.unwrap();
+    assert_eq!(with_key.status(), 200);
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    assert_eq!(
+        send(vec![]).await.unwrap().status(),
+        200,
+        "after Retry-After"
+    );
+    server.stop().await;
+}

@@ -103,6 +103,13 @@ pub struct Opts {
     /// Clock skew allowed on `exp` and `nbf`.
     #[arg(long, env = "FORDELER_JWT_LEEWAY", default_value = "30s", value_parser = parse_duration)]
     pub jwt_leeway: Duration,
+    /// Requests per second per client (credential, or IP address when anonymous); more get
+    /// 429 with Retry-After. 0: no limit.
+    #[arg(long, env = "FORDELER_RATE_LIMIT", default_value_t = 100)]
+    pub rate_limit: u32,
+    /// Requests a client may make at once above its rate.
+    #[arg(long, env = "FORDELER_RATE_BURST", default_value_t = 200)]
+    pub rate_burst: u32,
     /// The token claim holding the grants (`"BBR:* CPR:Person"` or a list of such strings).
     #[arg(long, env = "FORDELER_JWT_GRANTS_CLAIM", default_value = "scope")]
     pub jwt_grants_claim: String,
@@ -174,6 +181,8 @@ impl Opts {
             request_timeout: self.request_timeout,
             graphiql_assets: self.graphiql_assets.clone(),
             jwt,
+            rate_limit: self.rate_limit,
+            rate_burst: self.rate_burst,
         })
     }
 }

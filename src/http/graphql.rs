@@ -13,6 +13,7 @@ use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 
+use super::rate::RateKey;
 use super::{AppState, graphiql, sse};
 use crate::graphql::errors::{codes, ensure_code};
 use crate::graphql::{Access, RawData, Started};
@@ -45,7 +46,7 @@ pub async fn get(
             "GET /graphql needs a `query` parameter",
         );
     }
-    let access = match authenticate(&state, &headers, Some(&query)).await {
+    let access = match authenticate(&state, &headers, Some(&query), peer_addr(peer)).await {
         Ok(access) => access,
         Err(refused) => return refused,
     };
@@ -83,7 +84,7 @@ pub async fn post(
             "POST /graphql needs Content-Type: application/json",
         );
     }
-    let access = match authenticate(&state, &headers, query.as_deref()).await {
+    let access = match authenticate(&state, &headers, query.as_deref(), peer_addr(peer)).await {
         Ok(access) => access,
         Err(refused) => return refused,
     };
@@ -148,13 +149,38 @@ fn accepts(headers: &HeaderMap, media_type: &str) -> bool {
 }
 
 /// The caller's rights from its credentials: anonymous without any; a refused credential is
-/// answered with 401 and `WWW-Authenticate`, before anything is read.
+/// answered with 401 and `WWW-Authenticate`, before anything is read. Then the client's rate
+/// limit: per credential, or per address for anonymous callers and refused credentials.
 async fn authenticate(
     state: &AppState,
     headers: &HeaderMap,
     raw_query: Option<&str>,
+    peer: Option<SocketAddr>,
 ) -> Result<Access, Response> {
-    match state.auth.authenticate(headers, raw_query).await {
+    let address = || peer.map_or(RateKey::Unknown, |a| RateKey::Address(a.ip()));
+    let outcome = state.auth.authenticate(headers, raw_query).await;
+    let key = match &outcome {
+        Ok(Some(principal)) => RateKey::Credential(principal.id.as_str().into()),
+        _ => address(),
+    };
+    if let Err(wait) = state.rate.check(key) {
+        state.metrics.rate_limited.inc();
+        let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
+        let message = format!(
+            "rate limit: at most {} requests per second for this client; retry after {seconds} s",
+            state.rate.rate()
+        );
+        let mut response = error_body(
+            StatusCode::TOO_MANY_REQUESTS,
+            codes::LIMIT_EXCEEDED,
+            &message,
+        );
+        if let Ok(value) = http::HeaderValue::from_str(&seconds.to_string()) {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+        return Err(response);
+    }
+    match outcome {
         Ok(Some(principal)) => Ok(Access::of(principal)),
         Ok(None) => Ok(Access::anonymous()),
         Err(refused) => {

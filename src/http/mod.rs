@@ -6,6 +6,7 @@ mod graphiql;
 mod graphql;
 mod health;
 mod middleware;
+pub mod rate;
 mod sse;
 
 use std::future::Future;
@@ -39,6 +40,11 @@ pub struct HttpConfig {
     pub graphiql_assets: Option<PathBuf>,
     /// Verifies bearer tokens; without it they are refused (API keys work either way).
     pub jwt: Option<Arc<JwtVerifier>>,
+    /// Requests per second per client (credential, or IP address when anonymous); 0: no
+    /// limit. `fordeler serve` sets 100.
+    pub rate_limit: u32,
+    /// Requests a client may make at once above its rate.
+    pub rate_burst: u32,
 }
 
 impl Default for HttpConfig {
@@ -48,6 +54,8 @@ impl Default for HttpConfig {
             request_timeout: Duration::from_secs(30),
             graphiql_assets: None,
             jwt: None,
+            rate_limit: 0,
+            rate_burst: 200,
         }
     }
 }
@@ -62,6 +70,7 @@ pub struct AppState {
     config: Arc<HttpConfig>,
     sdl: Arc<str>,
     auth: Authenticator,
+    rate: Arc<rate::RateLimiter>,
 }
 
 impl AppState {
@@ -75,6 +84,7 @@ impl AppState {
             pool: api.pool().clone(),
             metrics: api.metrics().clone(),
             auth: Authenticator::new(config.jwt.clone(), api.pool().clone()),
+            rate: Arc::new(rate::RateLimiter::new(config.rate_limit, config.rate_burst)),
             config: Arc::new(config),
             sdl,
         })
