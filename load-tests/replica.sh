@@ -55,7 +55,7 @@ for table in $(bench -c "SELECT table_name FROM information_schema.tables WHERE 
 done
 t1=$(now)
 
-DATABASE_URL="$BENCH_URL" FORDELER_LOG=warn "$BIN" serve --listen "127.0.0.1:$PORT" --pool-size 8 \
+DATABASE_URL="$BENCH_URL" FORDELER_LOG=warn "$BIN" serve --listen "127.0.0.1:$PORT" --pool-size 8 --rate-limit 0 \
     --publish-interval 1s > "$OUT/replica-serve.log" 2>&1 &
 server=$!
 trap 'kill $server $follower 2> /dev/null || true' EXIT

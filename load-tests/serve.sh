@@ -95,7 +95,7 @@ pg_tps=$(pgbench "$BENCH_URL" -n -M prepared -c "$CLIENTS" -j 2 -T "$secs" -f "$
     | sed -n 's/^tps = \([0-9.]*\).*/\1/p')
 
 echo "server: $CLIENTS clients, $DURATION..." >&2
-DATABASE_URL="$BENCH_URL" FORDELER_LOG=warn "$BIN" serve --listen "127.0.0.1:$PORT" --pool-size "${POOL:-8}" > "$OUT/serve.log" 2>&1 &
+DATABASE_URL="$BENCH_URL" FORDELER_LOG=warn "$BIN" serve --listen "127.0.0.1:$PORT" --pool-size "${POOL:-8}" --rate-limit 0 > "$OUT/serve.log" 2>&1 &
 server=$!
 trap 'kill $server 2> /dev/null || true' EXIT
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/readyz" > /dev/null && break; sleep 0.1; done

@@ -48,7 +48,7 @@ mapfile -t files < <(ls "$packages"/BBR-*)
 DATABASE_URL="$BENCH_URL" "$BIN" import "${files[0]}" > /dev/null
 
 ulimit -n 20000
-DATABASE_URL="$BENCH_URL" FORDELER_LOG=warn "$BIN" serve --listen "127.0.0.1:$PORT" --pool-size 8 \
+DATABASE_URL="$BENCH_URL" FORDELER_LOG=warn "$BIN" serve --listen "127.0.0.1:$PORT" --pool-size 8 --rate-limit 0 \
     --publish-interval "$INTERVAL" --max-streams $((CLIENTS + 10)) --max-streams-per-client $((CLIENTS + 10)) \
     > "$OUT/sse-serve.log" 2>&1 &
 server=$!

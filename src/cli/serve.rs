@@ -105,10 +105,10 @@ pub struct Opts {
     pub jwt_leeway: Duration,
     /// Requests per second per client (credential, or IP address when anonymous); more get
     /// 429 with Retry-After. 0: no limit.
-    #[arg(long, env = "FORDELER_RATE_LIMIT", default_value_t = 100)]
+    #[arg(long, env = "FORDELER_RATE_LIMIT", default_value_t = 1000)]
     pub rate_limit: u32,
     /// Requests a client may make at once above its rate.
-    #[arg(long, env = "FORDELER_RATE_BURST", default_value_t = 200)]
+    #[arg(long, env = "FORDELER_RATE_BURST", default_value_t = 2000)]
     pub rate_burst: u32,
     /// The token claim holding the grants (`"BBR:* CPR:Person"` or a list of such strings).
     #[arg(long, env = "FORDELER_JWT_GRANTS_CLAIM", default_value = "scope")]

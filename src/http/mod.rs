@@ -41,7 +41,7 @@ pub struct HttpConfig {
     /// Verifies bearer tokens; without it they are refused (API keys work either way).
     pub jwt: Option<Arc<JwtVerifier>>,
     /// Requests per second per client (credential, or IP address when anonymous); 0: no
-    /// limit. `fordeler serve` sets 100.
+    /// limit. `fordeler serve` sets 1000.
     pub rate_limit: u32,
     /// Requests a client may make at once above its rate.
     pub rate_burst: u32,
