@@ -27,6 +27,8 @@ pub struct Metrics {
     pub auth_refused: prometheus::IntCounter,
     /// Requests refused by the rate limit (429).
     pub rate_limited: prometheus::IntCounter,
+    /// Audit records dropped because the writer fell behind.
+    pub audit_dropped: prometheus::IntCounter,
     /// Open subscriptions, by register.
     pub subscribers: IntGaugeVec,
     /// Events sent to subscribers, by register.
@@ -81,6 +83,10 @@ impl Metrics {
                 "Rows and events returned, by root field.",
             ),
             &["field"],
+        );
+        let audit_dropped = prometheus::IntCounter::new(
+            "audit_dropped_total",
+            "Audit records dropped because the audit log writer fell behind.",
         );
         let rate_limited = prometheus::IntCounter::new(
             "rate_limited_total",
@@ -165,6 +171,7 @@ impl Metrics {
             fast_path_pages: fast_path_pages.expect("valid metric"),
             auth_refused: auth_refused.expect("valid metric"),
             rate_limited: rate_limited.expect("valid metric"),
+            audit_dropped: audit_dropped.expect("valid metric"),
             subscribers: subscribers.expect("valid metric"),
             delivered: delivered.expect("valid metric"),
             lag: lag.expect("valid metric"),
@@ -182,7 +189,7 @@ impl Metrics {
     }
 
     fn register_all(&self) {
-        let collectors: [Box<dyn prometheus::core::Collector>; 18] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 19] = [
             Box::new(self.subscribers.clone()),
             Box::new(self.delivered.clone()),
             Box::new(self.lag.clone()),
@@ -195,6 +202,7 @@ impl Metrics {
             Box::new(self.fast_path_pages.clone()),
             Box::new(self.auth_refused.clone()),
             Box::new(self.rate_limited.clone()),
+            Box::new(self.audit_dropped.clone()),
             Box::new(self.http_requests.clone()),
             Box::new(self.http_duration.clone()),
             Box::new(self.graphql_fields.clone()),

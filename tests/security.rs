@@ -515,3 +515,147 @@ async fn a_client_over_its_rate_gets_429_with_retry_after_and_others_go_on() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn reads_of_protected_entities_are_audited_and_open_reads_are_not() {
+    let (db, server) = setup().await;
+    let grants = fordeler::auth::Grants::parse("CPR:* BBR:*").unwrap();
+    let (key, id) = fordeler::auth::apikey::create(&db.pool, "auditor", &grants, None)
+        .await
+        .unwrap();
+    let auth = [("x-api-key", key.as_str())];
+    let (_, persons) = ask(&server, PERSONS, &auth).await;
+    let returned = persons["data"]["CPR_Person"]["nodes"]
+        .as_array()
+        .unwrap()
+        .len();
+    let (_, events) = ask(
+        &server,
+        "{ CPR_Events(first: 7) { nodes { eventid } } }",
+        &auth,
+    )
+    .await;
+    assert_eq!(
+        events["data"]["CPR_Events"]["nodes"]
+            .as_array()
+            .unwrap()
+            .len(),
+        7
+    );
+    ask(
+        &server,
+        "{ BBR_Bygning(first: 3) { nodes { datafordelerRowId } } }",
+        &auth,
+    )
+    .await;
+    ask(&server, PERSONS, &[]).await; // anonymous and refused: nothing read
+
+    let credential = format!("apikey:{id}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let records = loop {
+        let records = fordeler::auth::audit::query(
+            &db.pool,
+            chrono::Utc::now() - chrono::Duration::minutes(5),
+            None,
+            100,
+        )
+        .await
+        .unwrap();
+        let events: i64 = records
+            .iter()
+            .filter(|r| r.operation == "events")
+            .map(|r| r.rows)
+            .sum();
+        let rows = records.iter().any(|r| r.operation == "rows");
+        if (events == 7 && rows) || std::time::Instant::now() > deadline {
+            break records;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let mut seen: Vec<(String, String, String, i64)> = records
+        .iter()
+        .map(|r| {
+            (
+                r.credential.clone(),
+                r.entity.clone(),
+                r.operation.clone(),
+                r.rows,
+            )
+        })
+        .collect();
+    seen.sort();
+    let events_rows: i64 = records
+        .iter()
+        .filter(|r| r.operation == "events")
+        .map(|r| r.rows)
+        .sum();
+    assert_eq!(events_rows, 7, "{seen:?}");
+    assert!(
+        seen.contains(&(
+            credential.clone(),
+            "Person".into(),
+            "rows".into(),
+            returned as i64
+        )),
+        "{seen:?}"
+    );
+    assert!(
+        seen.iter().all(|s| s.0 == credential),
+        "only the credential's reads: {seen:?}"
+    );
+    assert!(
+        seen.iter().all(|s| s.1 != "Bygning"),
+        "open data is not audited: {seen:?}"
+    );
+
+    let out = fordeler(&db, &["audit", "--credential", &credential, "--json"]);
+    assert!(out.status.success(), "{out:?}");
+    let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), records.len());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn cors_answers_only_the_configured_origins() {
+    let db = TestDb::new().await;
+    let preflight = |server: &TestServer, origin: &str| {
+        server
+            .client
+            .request(reqwest::Method::OPTIONS, format!("{}/graphql", server.base))
+            .header("origin", origin.to_owned())
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "x-api-key, content-type")
+            .send()
+    };
+    let default = TestServer::start(&db).await;
+    let response = preflight(&default, "https://app.example.org")
+        .await
+        .unwrap();
+    assert!(
+        response
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none()
+    );
+    default.stop().await;
+
+    let config = HttpConfig {
+        cors_origins: vec!["https://app.example.org".parse().unwrap()],
+        ..HttpConfig::default()
+    };
+    let server = TestServer::start_with(&db, fordeler::graphql::Limits::default(), config).await;
+    let response = preflight(&server, "https://app.example.org").await.unwrap();
+    assert_eq!(
+        response.headers()["access-control-allow-origin"],
+        "https://app.example.org"
+    );
+    let allowed = response.headers()["access-control-allow-headers"]
+        .to_str()
+        .unwrap();
+    assert!(allowed.contains("x-api-key"), "{allowed}");
+    let other = preflight(&server, "https://evil.example.org")
+        .await
+        .unwrap();
+    assert!(other.headers().get("access-control-allow-origin").is_none());
+    server.stop().await;
+}

@@ -4,6 +4,7 @@
 //! `graphql::Access` decides with its grants.
 
 pub mod apikey;
+pub mod audit;
 pub mod jwt;
 
 use std::fmt;

@@ -1,6 +1,7 @@
 //! The command line: one module per subcommand, each with its options and `run`.
 
 mod apikey;
+mod audit;
 mod check;
 mod db;
 mod demo;
@@ -46,6 +47,8 @@ enum Command {
     Replica(replica::Opts),
     /// Create, list and revoke API keys (stored hashed) for machine clients.
     Apikey(apikey::Opts),
+    /// Show the audit log: who read protected entities, when, and how much.
+    Audit(audit::Opts),
 }
 
 impl Cli {
@@ -63,6 +66,7 @@ impl Cli {
             Command::Demo(opts) => demo::run(opts).await,
             Command::Db(opts) => db::run(opts),
             Command::Apikey(opts) => apikey::run(opts).await,
+            Command::Audit(opts) => audit::run(opts).await,
         };
         match result {
             Ok(()) => 0,

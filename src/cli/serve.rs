@@ -110,9 +110,26 @@ pub struct Opts {
     /// Requests a client may make at once above its rate.
     #[arg(long, env = "FORDELER_RATE_BURST", default_value_t = 2000)]
     pub rate_burst: u32,
+    /// Browser origins allowed to call the API (CORS), comma-separated
+    /// (`https://app.example.org`); default: none.
+    #[arg(long, env = "FORDELER_CORS_ORIGINS", value_delimiter = ',', value_parser = parse_origin)]
+    pub cors_origins: Vec<::http::HeaderValue>,
     /// The token claim holding the grants (`"BBR:* CPR:Person"` or a list of such strings).
     #[arg(long, env = "FORDELER_JWT_GRANTS_CLAIM", default_value = "scope")]
     pub jwt_grants_claim: String,
+}
+
+fn parse_origin(text: &str) -> Result<::http::HeaderValue, String> {
+    let text = text.trim();
+    let valid = (text.starts_with("https://") || text.starts_with("http://"))
+        && !text.ends_with('/')
+        && text != "*";
+    if !valid {
+        return Err(format!(
+            "{text:?} is not an origin such as https://app.example.org (no path, no *)"
+        ));
+    }
+    ::http::HeaderValue::from_str(text).map_err(|_| format!("{text:?} is not a valid origin"))
 }
 
 fn parse_algorithm(text: &str) -> Result<jsonwebtoken::Algorithm, String> {
@@ -183,6 +200,7 @@ impl Opts {
             jwt,
             rate_limit: self.rate_limit,
             rate_burst: self.rate_burst,
+            cors_origins: self.cors_origins.clone(),
         })
     }
 }

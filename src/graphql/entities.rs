@@ -325,6 +325,13 @@ pub async fn page(
         first,
     };
     let page = store::fetch_rows(&api.pool, &this.register, &this.entity, &query).await?;
+    if this.entity.protected
+        && let Some(principal) = access.principal()
+    {
+        let (register, entity) = (&this.register.name, &this.entity.name);
+        api.audit
+            .record(&principal.id, register, entity, "rows", page.rows.len());
+    }
     Ok(Page {
         field: this.name.clone(),
         rows: Arc::new(page.rows),

@@ -218,12 +218,27 @@ pub async fn page(
         hidden_entities: &hidden,
     };
     let page = store::fetch_events(&api.pool, &events.register, &query).await?;
+    audit_protected(api, access, &events.register, &page.rows);
     Ok(Page {
         field: events.name.clone(),
         rows: Arc::new(page.rows),
         has_next: page.has_next,
         has_previous: after.is_some_and(|a| a > 0),
     })
+}
+
+/// Records in the audit log how many events of each protected entity the caller received.
+fn audit_protected(api: &Api, access: &Access, register: &Register, rows: &[EventRow]) {
+    let Some(principal) = access.principal() else {
+        return;
+    };
+    for entity in register.entities.iter().filter(|e| e.protected) {
+        let n = rows.iter().filter(|r| r.entityname == entity.name).count();
+        if n > 0 {
+            api.audit
+                .record(&principal.id, &register.name, &entity.name, "events", n);
+        }
+    }
 }
 
 /// The events API of `register`, the `where` filter of `args`, and the entities the caller may

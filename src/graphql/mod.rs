@@ -78,6 +78,7 @@ pub struct Api {
     fast_path: std::sync::atomic::AtomicBool,
     entities: Vec<entities::EntityApi>,
     live: Hub,
+    audit: crate::auth::audit::Audit,
 }
 
 impl Api {
@@ -106,7 +107,9 @@ impl Api {
             .map(events::RegisterEvents::new)
             .collect();
         let entities = entities::EntityApi::all(&registry);
+        let audit = crate::auth::audit::Audit::new(pool.clone(), metrics.audit_dropped.clone());
         Arc::new(Self {
+            audit,
             pool,
             registry,
             limits,

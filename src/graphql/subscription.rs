@@ -133,6 +133,15 @@ async fn open(
     resume: Option<i64>,
 ) -> Result<Source, ApiError> {
     let (events, filter, hidden) = checked_filter(api, register, args, access)?;
+    if let Some(principal) = access.principal() {
+        for entity in events.register.entities.iter() {
+            if entity.protected && !hidden.contains(&entity.name) {
+                let name = &events.register.name;
+                api.audit
+                    .record(&principal.id, name, &entity.name, "subscribe", 0);
+            }
+        }
+    }
     let after = resume.max(lower_bound(&filter));
     api.live
         .subscribe(&events.register.name, filter, hidden, after)

@@ -45,6 +45,8 @@ pub struct HttpConfig {
     pub rate_limit: u32,
     /// Requests a client may make at once above its rate.
     pub rate_burst: u32,
+    /// Browser origins allowed to call the API (CORS); empty: none.
+    pub cors_origins: Vec<http::HeaderValue>,
 }
 
 impl Default for HttpConfig {
@@ -56,6 +58,7 @@ impl Default for HttpConfig {
             jwt: None,
             rate_limit: 0,
             rate_burst: 200,
+            cors_origins: Vec::new(),
         }
     }
 }
@@ -103,6 +106,23 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(health::metrics));
     if let Some(dir) = assets {
         router = router.nest_service(graphiql::ASSETS_PATH, ServeDir::new(dir));
+    }
+    if !state.config.cors_origins.is_empty() {
+        use tower_http::cors::{AllowOrigin, CorsLayer};
+        let headers = [
+            http::header::CONTENT_TYPE,
+            http::header::AUTHORIZATION,
+            http::header::ACCEPT,
+            http::HeaderName::from_static("x-api-key"),
+            http::HeaderName::from_static("last-event-id"),
+        ];
+        router = router.layer(
+            CorsLayer::new()
+                .allow_origin(AllowOrigin::list(state.config.cors_origins.clone()))
+                .allow_methods([http::Method::GET, http::Method::POST])
+                .allow_headers(headers)
+                .max_age(Duration::from_secs(600)),
+        );
     }
     router
         .fallback(middleware::not_found)
