@@ -659,3 +659,77 @@ async fn cors_answers_only_the_configured_origins() {
     assert!(other.headers().get("access-control-allow-origin").is_none());
     server.stop().await;
 }
+
+#[tokio::test]
+async fn query_bombs_are_refused_while_a_credentialed_client_keeps_being_served() {
+    let (db, server) = setup().await;
+    let grants = fordeler::auth::Grants::parse("CPR:*").unwrap();
+    let (key, _) = fordeler::auth::apikey::create(&db.pool, "steady", &grants, None)
+        .await
+        .unwrap();
+    let deep = format!(
+        "{{ __schema {{ types {{ {}name{} }} }} }}",
+        "fields { type { ofType { ".repeat(100),
+        " } } }".repeat(100)
+    );
+    let nested_or = (0..3000).fold("{eventid: {gt: 0}}".to_owned(), |inner, _| {
+        format!("{{or: [{inner}]}}")
+    });
+    let aliases: String = (0..500)
+        .map(|n| format!("a{n}: RegisterImportStatus {{ register }} "))
+        .collect();
+    let ids: Vec<String> = (0..100_000).map(|n| format!("\"{n}\"")).collect();
+    let bombs: Vec<String> = vec![
+        json!({"query": format!("{{ BBR_Events(where: {nested_or}) {{ nodes {{ eventid }} }} }}")}).to_string(),
+        json!({"query": format!("{{ {aliases} }}")}).to_string(),
+        json!({"query": format!("{{ BBR_Events(where: {{object_id: {{in: [{}]}}}}) {{ nodes {{ eventid }} }} }}", ids.join(","))}).to_string(),
+        json!({"query": "{ BBR_Events(first: 1000000000) { nodes { eventid } } }"}).to_string(),
+        json!({"query": format!("{{ {} }}", "BBR_Events { nodes { eventid } } ".repeat(2000))}).to_string(),
+        json!({"query": deep, "pad": "x".repeat(50 * 1024 * 1024)}).to_string(),
+    ];
+    let barrage = {
+        let (client, base) = (server.client.clone(), server.base.clone());
+        tokio::spawn(async move {
+            let mut statuses = Vec::new();
+            for _ in 0..3 {
+                for bomb in &bombs {
+                    let response = client
+                        .post(format!("{base}/graphql"))
+                        .header("content-type", "application/json")
+                        .body(bomb.clone())
+                        .send()
+                        .await;
+                    let Ok(response) = response else {
+                        statuses.push(0); // the server may close a connection sending 50 MB
+                        continue;
+                    };
+                    let status = response.status().as_u16();
+                    let body: Value = response.json().await.unwrap_or(Value::Null);
+                    assert!(
+                        body.get("data").is_none_or(Value::is_null),
+                        "refused: {body}"
+                    );
+                    if status == 200 {
+                        assert!(body["errors"].is_array(), "an error says why: {body}");
+                    }
+                    statuses.push(status);
+                }
+            }
+            statuses
+        })
+    };
+    let mut served = 0;
+    while !barrage.is_finished() || served < 20 {
+        let (status, body) = ask(&server, PERSONS, &[("x-api-key", &key)]).await;
+        assert_eq!(status, 200, "{body}");
+        assert!(has_rows(&body), "{body}");
+        served += 1;
+    }
+    let statuses = barrage.await.unwrap();
+    assert_eq!(statuses.len(), 18, "every bomb was answered or cut off");
+    assert!(
+        statuses.contains(&413) || statuses.contains(&0),
+        "the 50 MB body: {statuses:?}"
+    );
+    server.stop().await;
+}
