@@ -4,7 +4,7 @@ use chrono::Utc;
 use clap::Subcommand;
 use uuid::Uuid;
 
-use super::serve::parse_duration;
+use super::serve::parse_lifetime;
 use crate::auth::{Grants, apikey};
 use crate::database::DatabaseOpts;
 
@@ -46,16 +46,6 @@ enum Command {
         /// The key's id (as `list` shows it).
         id: Uuid,
     },
-}
-
-fn parse_lifetime(text: &str) -> Result<std::time::Duration, String> {
-    match text.trim().strip_suffix('d') {
-        Some(days) => days
-            .parse::<u64>()
-            .map(|d| std::time::Duration::from_secs(d * 86_400))
-            .map_err(|_| format!("{text:?} is not a duration such as 90d, 12h or 30m")),
-        None => parse_duration(text),
-    }
 }
 
 /// Runs the subcommand.

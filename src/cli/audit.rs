@@ -2,7 +2,7 @@
 
 use chrono::Utc;
 
-use super::serve::parse_duration;
+use super::serve::parse_lifetime;
 use crate::auth::audit;
 use crate::database::DatabaseOpts;
 
@@ -12,7 +12,7 @@ pub struct Opts {
     #[command(flatten)]
     db: DatabaseOpts,
     /// How far back (`24h`, `30m`, `7d`).
-    #[arg(long, default_value = "24h", value_parser = parse_since)]
+    #[arg(long, default_value = "24h", value_parser = parse_lifetime)]
     since: std::time::Duration,
     /// Only this credential (`apikey:<uuid>`, `jwt:<iss>/<sub>`).
     #[arg(long)]
@@ -23,16 +23,6 @@ pub struct Opts {
     /// Print JSON.
     #[arg(long)]
     json: bool,
-}
-
-fn parse_since(text: &str) -> Result<std::time::Duration, String> {
-    match text.trim().strip_suffix('d') {
-        Some(days) => days
-            .parse::<u64>()
-            .map(|d| std::time::Duration::from_secs(d * 86_400))
-            .map_err(|_| format!("{text:?} is not a duration such as 7d, 24h or 30m")),
-        None => parse_duration(text),
-    }
 }
 
 /// Prints the records.

@@ -205,6 +205,17 @@ impl Opts {
     }
 }
 
+/// Parses what [`parse_duration`] does, and days (`90d`).
+pub fn parse_lifetime(text: &str) -> Result<Duration, String> {
+    match text.trim().strip_suffix('d') {
+        Some(days) => days
+            .parse::<u64>()
+            .map(|d| Duration::from_secs(d * 86_400))
+            .map_err(|_| format!("{text:?} is not a duration such as 90d, 12h or 30m")),
+        None => parse_duration(text),
+    }
+}
+
 /// Parses `30s`, `1500ms`, `10m`, `1h` (a bare number is seconds).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
