@@ -245,6 +245,38 @@ async fn grants_decide_what_a_valid_credential_reads() {
         let nodes = body["data"]["CPR_Events"]["nodes"].as_array().unwrap();
         assert!(!nodes.is_empty(), "{grants}: {body}");
     }
+    // A grant for one entity: the unfiltered events hold that entity's only (streams use the
+    // same hidden list); a filter naming another is FORBIDDEN.
+    let auth = format!("Bearer {}", es256(&claims("CPR:Person")));
+    let all = "{ CPR_Events(first: 1000) { nodes { entityname } } }";
+    let (_, body) = ask(&server, all, &[("authorization", &auth)]).await;
+    let names: std::collections::BTreeSet<&str> = body["data"]["CPR_Events"]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["entityname"].as_str().unwrap())
+        .collect();
+    assert_eq!(names.into_iter().collect::<Vec<_>>(), ["Person"], "{body}");
+    let (_, everything) = ask(
+        &server,
+        all,
+        &[(
+            "authorization",
+            &format!("Bearer {}", es256(&claims("CPR:*"))),
+        )],
+    )
+    .await;
+    assert!(
+        everything["data"]["CPR_Events"]["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["entityname"] != "Person"),
+        "the store has events of other CPR entities: {everything}"
+    );
+    let other = "{ CPR_Events(where: {entityname: {eq: \"Adresse\"}}) { nodes { eventid } } }";
+    let (_, body) = ask(&server, other, &[("authorization", &auth)]).await;
+    assert_eq!(code(&body), "FORBIDDEN", "{body}");
     // A list claim works too.
     let mut listed = claims("");
     listed["scope"] = json!(["CPR:Person"]);
