@@ -29,21 +29,7 @@ fn spawn(db: &TestDb, args: &[&str]) -> Child {
 
 /// Reads `stream` line by line until one contains `http://`; returns the base URL.
 fn address(stream: impl std::io::Read + Send + 'static) -> String {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stream).lines() {
-            let line = line.unwrap_or_default();
-            if let Some(at) = line.find("http://") {
-                let url: String = line[at..]
-                    .chars()
-                    .take_while(|c| !c.is_whitespace())
-                    .collect();
-                let _ = tx.send(url.trim_end_matches("/graphql").to_owned());
-            }
-        }
-    });
-    rx.recv_timeout(Duration::from_secs(120))
-        .expect("the process printed its address")
+    capture(stream).0
 }
 
 fn terminate(child: &mut Child) -> std::process::ExitStatus {

@@ -214,10 +214,9 @@ impl Source {
 
     /// Runs one query and returns its `data`.
     pub async fn query(&self, query: &str, variables: Value) -> Result<Value, ReplicaError> {
-        let body = self.answer(query, variables).await?;
-        let mut answer: Value = serde_json::from_slice(&body)
-            .map_err(|e| ReplicaError::Source(format!("{}: {e}", self.endpoint)))?;
-        Ok(answer["data"].take())
+        let data = self.answer(query, variables).await?;
+        serde_json::from_slice(&data)
+            .map_err(|e| ReplicaError::Source(format!("{}: {e}", self.endpoint)))
     }
 
     /// Runs one row query and reads its rows.
@@ -227,16 +226,12 @@ impl Source {
         query: &str,
         variables: Value,
     ) -> Result<(Vec<Row>, PageInfo), ReplicaError> {
-        let body = self.answer(query, variables).await?;
-        let envelope: Envelope<'_> = serde_json::from_slice(&body)
-            .map_err(|e| ReplicaError::Source(format!("{}: {e}", self.endpoint)))?;
-        let data = envelope.data.ok_or_else(|| {
-            ReplicaError::Source(format!("{}: an answer without data", self.endpoint))
-        })?;
-        decode::rows(entity, data.get().as_bytes())
+        let data = self.answer(query, variables).await?;
+        decode::rows(entity, &data)
     }
 
-    /// Sends one query; returns the answer's body when it holds data and no errors.
+    /// Sends one query; returns the answer's `data` member, as JSON bytes, when it holds data
+    /// and no errors.
     async fn answer(&self, query: &str, variables: Value) -> Result<bytes::Bytes, ReplicaError> {
         let response = self
             .client
@@ -253,7 +248,13 @@ impl Source {
                 Err(graphql_error(status, retry_after, &envelope.errors))
             }
             _ if !status.is_success() => Err(http_error(status, retry_after, &body)),
-            Ok(envelope) if envelope.data.is_some() => Ok(body),
+            Ok(Envelope {
+                data: Some(data), ..
+            }) => {
+                // `data` borrows from `body`: hand on that slice of it, without a copy.
+                let start = data.get().as_ptr() as usize - body.as_ptr() as usize;
+                Ok(body.slice(start..start + data.get().len()))
+            }
             _ => Err(ReplicaError::Source(format!(
                 "{}: the answer is not a GraphQL result",
                 self.endpoint

@@ -539,10 +539,12 @@ async fn upsert_postgres(
     while start < rows.len() {
         let mut end = start;
         let mut bytes = 0;
-        while end < rows.len()
-            && (end == start || bytes + row_bytes(&rows[end]) <= PG_STATEMENT_BYTES)
-        {
-            bytes += row_bytes(&rows[end]);
+        while end < rows.len() {
+            let size = row_bytes(&rows[end]);
+            if end > start && bytes + size > PG_STATEMENT_BYTES {
+                break;
+            }
+            bytes += size;
             end += 1;
         }
         let chunk = &rows[start..end];
@@ -554,51 +556,39 @@ async fn upsert_postgres(
                 AttrType::Text | AttrType::Decimal => {
                     query.bind(values.map(|v| v.map(to_text)).collect::<Vec<_>>())
                 }
-                AttrType::Integer => query.bind(
-                    values
-                        .map(|v| match v {
-                            Some(Scalar::Integer(n)) => Some(*n),
-                            _ => None,
-                        })
-                        .collect::<Vec<_>>(),
-                ),
-                AttrType::Boolean => query.bind(
-                    values
-                        .map(|v| match v {
-                            Some(Scalar::Boolean(b)) => Some(*b),
-                            _ => None,
-                        })
-                        .collect::<Vec<_>>(),
-                ),
-                AttrType::Date => query.bind(
-                    values
-                        .map(|v| match v {
-                            Some(Scalar::Date(d)) => Some(*d),
-                            _ => None,
-                        })
-                        .collect::<Vec<_>>(),
-                ),
-                AttrType::Timestamp => query.bind(
-                    values
-                        .map(|v| match v {
-                            Some(Scalar::Timestamp(t)) => Some(*t),
-                            _ => None,
-                        })
-                        .collect::<Vec<_>>(),
-                ),
-                AttrType::Uuid => query.bind(
-                    values
-                        .map(|v| match v {
-                            Some(Scalar::Uuid(u)) => Some(*u),
-                            _ => None,
-                        })
-                        .collect::<Vec<_>>(),
-                ),
+                AttrType::Integer => query.bind(pick(values, |v| match v {
+                    Scalar::Integer(n) => Some(*n),
+                    _ => None,
+                })),
+                AttrType::Boolean => query.bind(pick(values, |v| match v {
+                    Scalar::Boolean(b) => Some(*b),
+                    _ => None,
+                })),
+                AttrType::Date => query.bind(pick(values, |v| match v {
+                    Scalar::Date(d) => Some(*d),
+                    _ => None,
+                })),
+                AttrType::Timestamp => query.bind(pick(values, |v| match v {
+                    Scalar::Timestamp(t) => Some(*t),
+                    _ => None,
+                })),
+                AttrType::Uuid => query.bind(pick(values, |v| match v {
+                    Scalar::Uuid(u) => Some(*u),
+                    _ => None,
+                })),
             };
         }
         query.execute(&mut *conn).await.map_err(target_error)?;
     }
     Ok(())
+}
+
+/// One column's values as the array PostgreSQL binds (`None`: null).
+fn pick<'a, T>(
+    values: impl Iterator<Item = Option<&'a Scalar>>,
+    typed: impl Fn(&Scalar) -> Option<T>,
+) -> Vec<Option<T>> {
+    values.map(|v| v.and_then(&typed)).collect()
 }
 
 fn pg_type(ty: AttrType) -> &'static str {
