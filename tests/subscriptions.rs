@@ -696,3 +696,110 @@ async fn cpr_municipality_filters_are_honoured_on_the_live_feed() {
     }
     assert_eq!(got, want);
 }
+
+/// Reads from `socket` until `done` holds for what arrived, or the server closes; returns it.
+async fn read_until(
+    socket: &mut tokio::net::TcpStream,
+    done: impl Fn(&str) -> bool,
+) -> (String, bool) {
+    use tokio::io::AsyncReadExt;
+    let mut raw = Vec::new();
+    let mut buffer = vec![0; 16 * 1024];
+    loop {
+        let text = String::from_utf8_lossy(&raw).into_owned();
+        if done(&text) {
+            return (text, false);
+        }
+        let n = tokio::time::timeout(WAIT, socket.read(&mut buffer))
+            .await
+            .expect("the server answered in time")
+            .unwrap();
+        if n == 0 {
+            return (text, true);
+        }
+        raw.extend_from_slice(&buffer[..n]);
+    }
+}
+
+/// Event streams have a lean HTTP/1.1 path (plain `Content-Length` requests) besides hyper's
+/// (everything else: a chunked request body, a connection that asked other things first). Both
+/// deliver the same messages; the lean one frames them as chunks and closes after `complete`.
+#[tokio::test]
+async fn event_streams_are_served_alike_on_either_http_path() {
+    use tokio::io::AsyncWriteExt;
+    let db = TestDb::new().await;
+    let live = LiveConfig {
+        publish_interval: Duration::ZERO,
+        stream_limit: Duration::from_secs(3),
+        ..LiveConfig::default()
+    };
+    let server = TestServer::start_live(&db, live).await;
+    let address = server.base.trim_start_matches("http://").to_owned();
+    let body = json!({"query": PLAIN}).to_string();
+    let head = |extra: &str| {
+        format!(
+            "POST /graphql HTTP/1.1\r\nhost: {address}\r\naccept: text/event-stream\r\n\
+             content-type: application/json\r\n{extra}\r\n"
+        )
+    };
+    let lean = format!(
+        "{}{body}",
+        head(&format!("content-length: {}\r\n", body.len()))
+    );
+    let chunked = format!(
+        "{}{:x}\r\n{body}\r\n0\r\n\r\n",
+        head("transfer-encoding: chunked\r\n"),
+        body.len()
+    );
+    let query = json!({"query": "{ RegisterImportStatus { register } }"}).to_string();
+    let query_first = format!(
+        "POST /graphql HTTP/1.1\r\nhost: {address}\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\n\r\n{query}{lean}",
+        query.len()
+    );
+    let mut sockets = Vec::new();
+    for request in [&lean, &chunked, &query_first] {
+        let mut socket = tokio::net::TcpStream::connect(&address).await.unwrap();
+        socket.write_all(request.as_bytes()).await.unwrap();
+        sockets.push(socket);
+    }
+    while metric(&server, "fordeler_subscribers{").await < 3.0 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    import_bygninger(&db, 1, 0..2).await;
+    for (socket, path) in sockets
+        .iter_mut()
+        .zip(["lean", "chunked body", "after a query"])
+    {
+        // The lean path ends the chunked body and closes the connection after `complete`.
+        let lean = path == "lean";
+        let (text, closed) = read_until(socket, |t| !lean && t.contains("event: complete")).await;
+        assert!(
+            text.contains("event: complete"),
+            "{path}: completed: {text}"
+        );
+        assert!(
+            !lean || (closed && text.ends_with("\r\n0\r\n\r\n")),
+            "{path}: closed: {text:?}"
+        );
+        assert!(text.starts_with("HTTP/1.1 200"), "{path}: {text}");
+        assert!(
+            text.to_ascii_lowercase()
+                .contains("transfer-encoding: chunked"),
+            "{path}: {text}"
+        );
+        let head = text.split("\r\n\r\n").next().unwrap().to_ascii_lowercase();
+        assert_eq!(
+            head.contains("connection: close"),
+            lean,
+            "{path}: the lean path (only) announces the close: {head}"
+        );
+        let ids: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("id: "))
+            .collect();
+        assert_eq!(ids, ["1", "2"], "{path}: both events, once each: {text}");
+        assert!(text.contains("\"eventid\":2"), "{path}: {text}");
+    }
+    server.stop().await;
+}

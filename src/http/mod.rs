@@ -2,6 +2,7 @@
 //! GraphiQL, the SDL, health, readiness and metrics, with request ids, a body-size limit, a timeout, panic recovery and one log line
 //! per request. Knows nothing of SQL beyond the readiness probe.
 
+mod conn;
 mod graphiql;
 mod graphql;
 mod health;
@@ -138,22 +139,21 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// Serves `router` on `listener` until `shutdown` completes, then drains open requests (close
-/// the API's live hub in `shutdown`, so that event streams complete).
+/// the API's live hub in `shutdown`, so that event streams complete). Event streams are served
+/// on a lean HTTP/1.1 path, everything else by hyper ([`conn`]).
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     use axum::serve::ListenerExt;
+    let (listener, lean) = conn::divert(listener, router.clone())?;
+    // `tap_io` only to get axum's `ConnectInfo<SocketAddr>` for a custom listener.
+    let listener = listener.tap_io(|_| ());
     let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
-    // Without TCP_NODELAY a response's last partial segment can wait for the client's delayed
-    // ACK (40 ms on Linux): every reply that ends in a small write would pay it.
-    let listener = listener.tap_io(|stream| {
-        if let Err(e) = stream.set_nodelay(true) {
-            tracing::debug!("cannot set TCP_NODELAY: {e}");
-        }
-    });
     axum::serve(listener, service)
         .with_graceful_shutdown(shutdown)
-        .await
+        .await?;
+    lean.wait().await;
+    Ok(())
 }
