@@ -226,14 +226,14 @@ fn stream_response(
             .unwrap_or_default();
         limit = limit.min(left);
     }
-    let deadline = tokio::time::Instant::now() + limit;
-    let mut keep_alive = tokio::time::interval(config.keep_alive);
-    keep_alive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let now = tokio::time::Instant::now();
     let closed = Box::pin(hub.closed());
     let state = Stream {
         messages,
-        keep_alive,
-        deadline: Box::pin(tokio::time::sleep_until(deadline)),
+        keep_alive: config.keep_alive,
+        idle: Box::pin(tokio::time::sleep_until(now + config.keep_alive)),
+        last_sent: now,
+        deadline: Box::pin(tokio::time::sleep_until(now + limit)),
         closed,
         _permit: permit,
         done: false,
@@ -256,7 +256,11 @@ fn stream_response(
 
 struct Stream {
     messages: BoxStream<'static, Bytes>,
-    keep_alive: tokio::time::Interval,
+    keep_alive: Duration,
+    /// Fires when the stream may have been idle for `keep_alive`. Moved only when it fires,
+    /// not at every message: a message just records `last_sent`.
+    idle: std::pin::Pin<Box<tokio::time::Sleep>>,
+    last_sent: tokio::time::Instant,
     deadline: std::pin::Pin<Box<tokio::time::Sleep>>,
     closed: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
     /// Counts the stream until the client goes or the stream completes.
@@ -269,19 +273,27 @@ impl Stream {
         if self.done {
             return None;
         }
-        // The first tick is immediate; the retry line has just gone.
-        let chunk = tokio::select! {
-            biased;
-            () = &mut self.closed => None,
-            () = &mut self.deadline => None,
-            message = self.messages.next() => message,
-            _ = self.keep_alive.tick() => Some(Bytes::from_static(KEEP_ALIVE)),
+        let chunk = loop {
+            tokio::select! {
+                biased;
+                () = &mut self.closed => break None,
+                () = &mut self.deadline => break None,
+                message = self.messages.next() => break message,
+                () = &mut self.idle => {
+                    let now = tokio::time::Instant::now();
+                    let due = self.last_sent + self.keep_alive;
+                    if now < due {
+                        self.idle.as_mut().reset(due);
+                        continue;
+                    }
+                    self.idle.as_mut().reset(now + self.keep_alive);
+                    break Some(Bytes::from_static(KEEP_ALIVE));
+                }
+            }
         };
         match chunk {
             Some(chunk) => {
-                if chunk.as_ref() != KEEP_ALIVE {
-                    self.keep_alive.reset();
-                }
+                self.last_sent = tokio::time::Instant::now();
                 Some((chunk, self))
             }
             None => {
