@@ -119,9 +119,9 @@ impl Cluster {
         check(self.pg("initdb", &args)?, "initdb")?;
         // Unix socket only, reachable by its owner (and root) alone: trust authentication is
         // safe because nobody else can connect.
+        // Memory and WAL settings are given at every start (`tuning`), so they follow the machine.
         let conf = "\n# fordeler's private cluster\nlisten_addresses = ''\nunix_socket_permissions = 0700\n\
-                    max_connections = 200\nshared_buffers = 256MB\nmax_wal_size = 4GB\n\
-                    client_connection_check_interval = 1s\n";
+                    max_connections = 200\nclient_connection_check_interval = 1s\n";
         let conf_path = staging.join("postgresql.conf");
         let mut text = std::fs::read_to_string(&conf_path)?;
         text.push_str(conf);
@@ -137,8 +137,9 @@ impl Cluster {
         let log = self.log.display().to_string();
         // pg_ctl hands -o to a shell: quote the path.
         let options = format!(
-            "-k {} -p {PORT}",
-            shell_quote(&self.socket_dir.display().to_string())
+            "-k {} -p {PORT} {}",
+            shell_quote(&self.socket_dir.display().to_string()),
+            tuning(memory_bytes())
         );
         let output = self.pg(
             "pg_ctl",
@@ -325,5 +326,43 @@ fn socket_dir(base: &Path) -> PathBuf {
         dir
     } else {
         PathBuf::from(format!("/tmp/fordeler-{}", short_hash(base)))
+    }
+}
+
+/// Server settings for imports, given at start: a quarter of the machine's memory for shared
+/// buffers (128 MB to 8 GB; the import's index pages stay in memory instead of being written
+/// out and read back by the backend), a larger WAL buffer, and checkpoints far enough apart
+/// that a large package does not pay a full-page image for every page it touches twice.
+fn tuning(memory: u64) -> String {
+    const MB: u64 = 1024 * 1024;
+    let shared_buffers = (memory / 4).clamp(128 * MB, 8192 * MB) / MB;
+    format!(
+        "-c shared_buffers={shared_buffers}MB -c wal_buffers=64MB -c max_wal_size=8GB \
+         -c checkpoint_timeout=15min"
+    )
+}
+
+/// The machine's memory (`MemTotal`), or 1 GB when it cannot be read.
+fn memory_bytes() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|text| {
+            let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+            let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+            Some(kb * 1024)
+        })
+        .unwrap_or(1 << 30)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shared_buffers_take_a_quarter_of_memory_within_bounds() {
+        const GB: u64 = 1 << 30;
+        assert!(tuning(24 * GB).contains("shared_buffers=6144MB"));
+        assert!(tuning(GB / 4).contains("shared_buffers=128MB"));
+        assert!(tuning(256 * GB).contains("shared_buffers=8192MB"));
     }
 }

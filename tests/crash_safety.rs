@@ -12,10 +12,13 @@ use std::time::Duration;
 use common::TestDb;
 use fordeler::generate::{GenerateOptions, generate};
 
+/// Several batches per package, so that kills land between them too.
+const BATCH_ROWS: u64 = 4_000;
+
 fn importer(db: &TestDb, file: &Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_fordeler"));
     command
-        .args(["import", "--json"])
+        .args(["import", "--json", "--batch-rows", &BATCH_ROWS.to_string()])
         .arg(file)
         .env("DATABASE_URL", &db.url)
         .env(
@@ -80,12 +83,15 @@ async fn an_import_killed_at_any_phase_then_rerun_equals_a_clean_import() {
     let clean = TestDb::new().await;
     let files = packages(clean.dir.path(), 30_000);
     for file in &files {
-        clean.import(file).await.unwrap();
+        clean.import_in_batches(file, BATCH_ROWS).await.unwrap();
     }
     let expected = clean.fingerprint("BBR").await;
 
     let crashed = TestDb::new().await;
-    crashed.import(&files[0]).await.unwrap();
+    crashed
+        .import_in_batches(&files[0], BATCH_ROWS)
+        .await
+        .unwrap();
     let before = crashed.fingerprint("BBR").await;
     let kills = [
         ("staging", Duration::from_millis(0)),

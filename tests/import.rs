@@ -684,3 +684,231 @@ async fn any_valid_offset_and_precision_is_stored_as_the_same_instant() {
     .unwrap();
     assert_eq!((fra.as_str(), id), ("2026-01-02T00:00:00.123456", uuid(1)));
 }
+
+/// A register with one attribute of every type, to check what reaches PostgreSQL.
+const EVERY_TYPE: &str = r#"
+name = "TYP"
+title = "Every attribute type"
+[[entities]]
+name = "Ting"
+object_id = "lokalId"
+[[entities.attributes]]
+name = "lokalId"
+type = "uuid"
+required = true
+[[entities.attributes]]
+name = "tekst"
+type = "text"
+[[entities.attributes]]
+name = "heltal"
+type = "integer"
+[[entities.attributes]]
+name = "beloeb"
+type = "decimal"
+[[entities.attributes]]
+name = "flag"
+type = "boolean"
+[[entities.attributes]]
+name = "dato"
+type = "date"
+[[entities.attributes]]
+name = "tidspunkt"
+type = "timestamp"
+"#;
+
+/// Every attribute type is stored exactly as validated, on either side of PostgreSQL's epoch
+/// (2000-01-01) and the Unix epoch, and nulls stay null.
+#[tokio::test]
+async fn every_attribute_type_is_stored_exactly_as_validated() {
+    let mut db = TestDb::new().await;
+    let register =
+        fordeler::registry::parse_definition(std::path::Path::new("TYP.toml"), EVERY_TYPE).unwrap();
+    let mut registers = db.registry.registers().to_vec();
+    registers.push(register);
+    db.registry = fordeler::registry::Registry::new(registers);
+    fordeler::store::sync_registers(&db.pool, &db.registry)
+        .await
+        .unwrap();
+    let ting = |key: &str, attributes: Value| {
+        json!({"entity": "Ting", "op": "upsert", "key": key,
+               "registreringFra": "1969-07-20T20:17:40.5-01:00", "virkningFra": "2031-01-01T00:00:00Z",
+               "attributes": attributes})
+    };
+    let rows = [
+        ting(
+            "old",
+            json!({"lokalId": uuid(1).to_uppercase(), "tekst": "a\tb\\N", "heltal": -9_007_199_254_740_993_i64,
+                   "beloeb": "-12.50", "flag": false, "dato": "1969-07-20",
+                   "tidspunkt": "1999-12-31T23:59:59.999999Z"}),
+        ),
+        ting(
+            "new",
+            json!({"lokalId": uuid(2), "heltal": 0, "beloeb": "1e3", "flag": true, "dato": "2000-01-01",
+                   "tidspunkt": "2000-01-01T00:00:00+00:00"}),
+        ),
+    ];
+    db.import(&db.package("TYP", 1, &rows)).await.unwrap();
+    let stored: Vec<(String, Value)> = sqlx::query_as(
+        "SELECT rowkey, jsonb_build_object('id', \"lokalId\", 'tekst', tekst, 'heltal', heltal,
+             'beloeb', beloeb::text, 'flag', flag, 'dato', dato,
+             'tidspunkt', to_char(tidspunkt AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US'),
+             'fra', to_char(\"registreringFra\" AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US'))
+         FROM reg_typ.ting ORDER BY rowkey",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        stored,
+        [
+            (
+                "new".to_owned(),
+                json!({"id": uuid(2), "tekst": null, "heltal": 0, "beloeb": "1000", "flag": true,
+                       "dato": "2000-01-01", "tidspunkt": "2000-01-01T00:00:00.000000",
+                       "fra": "1969-07-20T21:17:40.500000"})
+            ),
+            (
+                "old".to_owned(),
+                json!({"id": uuid(1), "tekst": "a\tb\\N", "heltal": -9_007_199_254_740_993_i64,
+                       "beloeb": "-12.50", "flag": false, "dato": "1969-07-20",
+                       "tidspunkt": "1999-12-31T23:59:59.999999", "fra": "1969-07-20T21:17:40.500000"})
+            ),
+        ]
+    );
+}
+
+/// A package applied in batches of `batch_rows` (the parser runs a batch ahead of PostgreSQL)
+/// ends as in one batch: the same rows, the same events, numbered 1..n without a hole; only the
+/// order of a package's events among entities differs (batch by batch).
+#[tokio::test]
+async fn batches_change_nothing_but_the_order_of_a_packages_events() {
+    let whole = TestDb::new().await;
+    let batched = TestDb::new().await;
+    let files = whole.generate("BBR", 3, 2_000, 5);
+    for file in &files {
+        whole.import(file).await.unwrap();
+        let summary = batched.import_in_batches(file, 150).await.unwrap();
+        assert_eq!(summary.rows_read, 2_000);
+    }
+    let without_ids = |events: Vec<Value>| {
+        let mut events: Vec<String> = events
+            .into_iter()
+            .map(|mut e| {
+                let object = e.as_object_mut().unwrap();
+                object.remove("eventid");
+                object.remove("object_datafordelerRowId");
+                object.remove("datafordelerOpdateringstid");
+                e.to_string()
+            })
+            .collect();
+        events.sort();
+        events
+    };
+    let batched_events = batched.events("BBR").await;
+    let ids: Vec<i64> = batched_events
+        .iter()
+        .map(|e| e["eventid"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ids, (1..=ids.len() as i64).collect::<Vec<_>>());
+    assert_eq!(
+        without_ids(batched_events),
+        without_ids(whole.events("BBR").await)
+    );
+    let (whole_rows, batched_rows) = (stored_rows(&whole).await, stored_rows(&batched).await);
+    assert!(
+        whole_rows.len() > 5_000,
+        "rows and state: {}",
+        whole_rows.len()
+    );
+    assert_eq!(batched_rows, whole_rows);
+}
+
+/// The fingerprint's rows and register state, sorted: everything but the events.
+async fn stored_rows(db: &TestDb) -> Vec<String> {
+    let mut rows: Vec<String> = db
+        .fingerprint("BBR")
+        .await
+        .into_iter()
+        .filter(|line| !line.starts_with('{'))
+        .collect();
+    rows.sort();
+    rows
+}
+
+#[tokio::test]
+async fn a_key_twice_in_different_batches_is_refused_and_nothing_is_applied() {
+    let db = TestDb::new().await;
+    let rows: Vec<Value> = (1..=5)
+        .map(|k| bygning(&format!("k{k}"), &uuid(k), "0101"))
+        .chain([delete("Bygning", "k2")])
+        .collect();
+    let error = db
+        .import_in_batches(&db.package("BBR", 1, &rows), 2)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains(":7: field \"key\"") && error.contains("lines 3 and 7"),
+        "the delete in batch 3 of the row batch 1 inserted: {error}"
+    );
+    assert_eq!(db.register_state("BBR").await, (0, 0, 0));
+    assert_eq!(db.count_rows("BBR", "Bygning").await, 0);
+}
+
+#[tokio::test]
+async fn a_bad_row_in_a_later_batch_leaves_nothing_of_the_earlier_ones() {
+    let db = TestDb::new().await;
+    let mut rows: Vec<Value> = (1..=6)
+        .map(|k| bygning(&format!("k{k}"), &uuid(k), "0101"))
+        .collect();
+    rows.push(with(
+        bygning("k7", &uuid(7), "0101"),
+        &["attributes", "byg026Opfoerelsesaar"],
+        json!("nineteen"),
+    ));
+    let error = db
+        .import_in_batches(&db.package("BBR", 1, &rows), 2)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains(":8: field \"attributes.byg026Opfoerelsesaar\""),
+        "{error}"
+    );
+    assert_eq!(db.register_state("BBR").await, (0, 0, 0));
+    assert!(db.events("BBR").await.is_empty());
+    assert_eq!(db.count_rows("BBR", "Bygning").await, 0);
+}
+
+/// A store made by an earlier version (a hash index on `rowkey`) gets the current layout at
+/// the next start, and its rows are still found by the next import.
+#[tokio::test]
+async fn a_store_of_an_earlier_layout_is_brought_up_to_date_at_start() {
+    let db = TestDb::new().await;
+    db.import(&db.package("BBR", 1, &[bygning("k1", &uuid(1), "0101")]))
+        .await
+        .unwrap();
+    sqlx::raw_sql(
+        "DROP INDEX reg_bbr.bygning__rowkey;
+         CREATE INDEX bygning__rowkey ON reg_bbr.bygning USING hash (rowkey);
+         UPDATE registers SET definition_sha256 = 'an earlier layout'",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    fordeler::store::sync_registers(&db.pool, &db.registry)
+        .await
+        .unwrap();
+    let method: String = sqlx::query_scalar(
+        "SELECT am.amname::text FROM pg_class i JOIN pg_am am ON am.oid = i.relam
+         WHERE i.relname = 'bygning__rowkey'",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(method, "btree");
+    let mut changed = bygning("k1", &uuid(1), "0101");
+    changed["registreringTil"] = json!("2026-02-01T00:00:00Z");
+    let summary = db.import(&db.package("BBR", 2, &[changed])).await.unwrap();
+    assert_eq!((summary.inserted, summary.updated), (0, 1));
+}

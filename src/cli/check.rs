@@ -1,8 +1,8 @@
 //! `fordeler check`: validate packages offline, exactly as `import` would, without a database.
 //!
 //! Register operators run it before delivering a package. `--copy-out` also writes the rows as
-//! the COPY text the importer streams to PostgreSQL (and `<FILE>.sql`, a plain table of the
-//! same columns): the benchmark's raw-COPY reference uses it.
+//! COPY text for one plain table (and `<FILE>.sql`, its `CREATE TABLE`): the import
+//! benchmark's raw-COPY reference.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -10,8 +10,8 @@ use std::time::Instant;
 
 use anyhow::Context;
 
-use crate::import::staging_columns;
-use crate::package::{Op, PackageError, RowEncoder};
+use crate::package::copy::ReferenceEncoder;
+use crate::package::{Op, PackageError, RowParser};
 use crate::registry::{self, Registry};
 
 /// Options of `fordeler check`.
@@ -22,7 +22,8 @@ pub struct Opts {
     #[arg(required = true)]
     files: Vec<PathBuf>,
     /// Write the rows of the (single) package as COPY text to this file, and a CREATE TABLE for
-    /// them to <FILE>.sql.
+    /// them to <FILE>.sql: every entity's attributes side by side in one plain table (the
+    /// import benchmark's reference).
     #[arg(long)]
     copy_out: Option<PathBuf>,
     /// Directory of the register definitions (*.toml).
@@ -74,7 +75,7 @@ fn check(registry: &Registry, file: &Path, copy_out: Option<&Path>) -> Result<()
         Some(path) => {
             let ddl = format!(
                 "CREATE TABLE copy_reference ({});\n",
-                staging_columns(register).join(", ")
+                ReferenceEncoder::columns(register).join(", ")
             );
             std::fs::write(path.with_extension("sql"), ddl).context("cannot write the DDL file")?;
             let file = std::fs::File::create(path).context("cannot create the COPY file")?;
@@ -82,22 +83,22 @@ fn check(registry: &Registry, file: &Path, copy_out: Option<&Path>) -> Result<()
         }
         None => None,
     };
-    let encoder = RowEncoder::new(register);
+    let parser = RowParser::new(register);
+    let encoder = ReferenceEncoder::new(register);
     let (mut rows, mut deletes) = (0u64, 0u64);
     let mut per_entity = vec![0u64; register.entities.len()];
     let mut buf = Vec::with_capacity(64 * 1024);
     let name = reader.file().to_owned();
     while let Some((line_no, line)) = reader.next_line().map_err(invalid)? {
-        let (entity, op) = encoder
-            .encode(&name, line_no, line, &mut buf)
-            .map_err(invalid)?;
+        let row = parser.parse(&name, line_no, line).map_err(invalid)?;
+        if out.is_some() {
+            encoder.write(line_no, &row, uuid::Uuid::now_v7(), &mut buf);
+        }
         rows += 1;
-        per_entity[entity] += 1;
-        deletes += u64::from(op == Op::Delete);
+        per_entity[row.entity] += 1;
+        deletes += u64::from(row.op() == Op::Delete);
         if let Some(out) = out.as_mut().filter(|_| buf.len() > 60 * 1024) {
             out.write_all(&buf).context("cannot write the COPY file")?;
-            buf.clear();
-        } else if out.is_none() {
             buf.clear();
         }
     }

@@ -23,6 +23,11 @@ pub struct Opts {
     /// Print the summary as JSON on stdout.
     #[arg(long)]
     json: bool,
+    /// Rows applied per batch: PostgreSQL applies one batch while the next is parsed; the
+    /// parser holds about one batch of rows.
+    #[arg(long, env = "FORDELER_IMPORT_BATCH_ROWS", default_value_t = import::ImportOptions::default().batch_rows,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    batch_rows: u64,
     /// Package files (.ndjson or .ndjson.gz); imported in (register, sequence) order.
     #[arg(required = true)]
     files: Vec<PathBuf>,
@@ -40,7 +45,10 @@ pub async fn run(opts: Opts) -> i32 {
         Err(e) => return report(opts.json, &[], Some(&ImportError::Internal(e))),
     };
     let observer = Bar::default();
-    match import::import_files(&mut conn, &registry, &opts.files, &observer).await {
+    let options = import::ImportOptions {
+        batch_rows: opts.batch_rows,
+    };
+    match import::import_files(&mut conn, &registry, &opts.files, &observer, &options).await {
         Ok(done) => report(opts.json, &done, None),
         Err((done, error)) => {
             observer.clear();

@@ -3,8 +3,8 @@
 
 use sqlx::{AssertSqlSafe, PgConnection};
 
-use crate::package::{RowEncoder, STAGING_FIXED_COLUMNS};
-use crate::registry::{Entity, EventValue, Register, quote_ident};
+use crate::package::copy::staging_columns;
+use crate::registry::{AttrType, Entity, EventValue, Register, quote_ident};
 
 /// Per-entity result of [`apply_entity`].
 #[derive(Debug, Default, Clone, Copy)]
@@ -98,63 +98,75 @@ pub async fn imported_sha256(
     .await
 }
 
-/// Creates the staging table (dropped at commit) for `register`'s packages.
+/// Creates the staging tables of `register`'s packages, dropped at commit: per entity, the
+/// rows of the batch being applied (`staging_<index>`) and the keys and lines of every batch
+/// (`keys_<index>`), for the duplicate check.
 pub async fn create_staging(conn: &mut PgConnection, register: &Register) -> sqlx::Result<()> {
-    let sql = format!(
-        "CREATE TEMP TABLE staging ({}) ON COMMIT DROP",
-        staging_columns(register).join(", ")
-    );
+    let sql: String = register
+        .entities
+        .iter()
+        .enumerate()
+        .map(|(index, entity)| {
+            format!(
+                "CREATE TEMP TABLE staging_{index} ({}) ON COMMIT DROP;
+                 CREATE TEMP TABLE keys_{index} (key text, line bigint) ON COMMIT DROP;\n",
+                staging_columns(entity).join(", ")
+            )
+        })
+        .collect();
+    sqlx::raw_sql(AssertSqlSafe(sql))
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Copies one whole binary COPY stream into entity `index`'s staging table.
+pub async fn copy_chunk(conn: &mut PgConnection, index: usize, data: Vec<u8>) -> sqlx::Result<()> {
+    let statement = format!("COPY staging_{index} FROM STDIN (FORMAT binary)");
+    let mut copy = conn.copy_in_raw(&statement).await?;
+    if let Err(e) = copy.send(data).await {
+        copy.abort("import aborted").await.ok();
+        return Err(e);
+    }
+    copy.finish().await?;
+    Ok(())
+}
+
+/// Keeps the keys of entity `index`'s staged batch for the duplicate check.
+pub async fn keep_keys(conn: &mut PgConnection, index: usize) -> sqlx::Result<()> {
+    let sql = format!("INSERT INTO keys_{index} SELECT key, line FROM staging_{index}");
     sqlx::query(AssertSqlSafe(sql)).execute(&mut *conn).await?;
     Ok(())
 }
 
-/// Column definitions of the staging table: the fixed columns, then every entity's attributes.
-pub fn staging_columns(register: &Register) -> Vec<String> {
-    let mut columns = vec![
-        "line bigint".to_owned(),
-        "ent smallint".to_owned(),
-        "op text".to_owned(),
-        "key text".to_owned(),
-        "newid uuid".to_owned(),
-        "regfra timestamptz".to_owned(),
-        "regtil timestamptz".to_owned(),
-        "virkfra timestamptz".to_owned(),
-        "virktil timestamptz".to_owned(),
-        "status text".to_owned(),
-    ];
-    debug_assert_eq!(columns.len(), STAGING_FIXED_COLUMNS);
-    let encoder = RowEncoder::new(register);
-    for (index, entity) in register.entities.iter().enumerate() {
-        for (k, attribute) in entity.attributes.iter().enumerate() {
-            columns.push(format!(
-                "c{} {}",
-                encoder.offset(index) + k,
-                attribute.ty.sql_type()
-            ));
-        }
-    }
-    columns
-}
-
-/// The COPY statement that fills the staging table.
-pub const COPY_STAGING: &str = "COPY staging FROM STDIN";
-
-/// Analyzes the staging table so the planner sees its real size.
-pub async fn analyze_staging(conn: &mut PgConnection) -> sqlx::Result<()> {
-    sqlx::query("ANALYZE staging").execute(&mut *conn).await?;
+/// Empties entity `index`'s staging table for the next batch.
+pub async fn clear_staging(conn: &mut PgConnection, index: usize) -> sqlx::Result<()> {
+    let sql = format!("TRUNCATE staging_{index}");
+    sqlx::query(AssertSqlSafe(sql)).execute(&mut *conn).await?;
     Ok(())
 }
 
-/// A key that appears twice in the package: (entity index, key, first line, second line).
+/// A key that appears twice among the kept keys of the register's `entities`: (entity index,
+/// key, first line, second line), the earliest such pair in the package.
 pub async fn find_duplicate_key(
     conn: &mut PgConnection,
+    entities: usize,
 ) -> sqlx::Result<Option<(i16, String, i64, i64)>> {
-    sqlx::query_as(
-        "SELECT ent, key, min(line), max(line) FROM staging
-         GROUP BY ent, key HAVING count(*) > 1 ORDER BY min(line) LIMIT 1",
-    )
-    .fetch_optional(&mut *conn)
-    .await
+    let per_entity: Vec<String> = (0..entities)
+        .map(|index| {
+            format!(
+                "SELECT {index}::smallint AS ent, key, min(line) AS first, max(line) AS second \
+                 FROM keys_{index} GROUP BY key HAVING count(*) > 1"
+            )
+        })
+        .collect();
+    let sql = format!(
+        "SELECT ent, key, first, second FROM ({}) d ORDER BY first LIMIT 1",
+        per_entity.join(" UNION ALL ")
+    );
+    sqlx::query_as(AssertSqlSafe(sql))
+        .fetch_optional(&mut *conn)
+        .await
 }
 
 /// Values bound to the per-entity statement.
@@ -190,7 +202,6 @@ pub async fn apply_entity(
         i64,
         i64,
     ) = sqlx::query_as(AssertSqlSafe(sql))
-        .bind(apply.index as i16)
         .bind(apply.sequence)
         .bind(apply.register_id)
         .bind(apply.base_eventid)
@@ -322,19 +333,21 @@ const SYSTEM: [(&str, &str); 5] = [
 /// The statement applying one entity. Deletes and updates reach their rows by `ctid`, taken in
 /// the same statement's snapshot, through `ctid = ANY(array)` (a TID scan: PostgreSQL 15 does not
 /// drive a TID scan from a join, and would otherwise hash the whole table). No other writer can
-/// move those rows meanwhile: imports of the register hold its lock. Binds: $1 entity index, $2 sequence, $3 register id,
-/// $4 base eventid, $5 entity name, $6 write time.
+/// move those rows meanwhile: imports of the register hold its lock. Staged rows find their
+/// stored row through the `rowkey` index, one lookup each (`LATERAL ... OFFSET 0` keeps the
+/// planner from joining otherwise): the cost follows the batch, never the table, whose
+/// statistics do not even count the rows earlier batches of the package inserted. Binds:
+/// $1 sequence, $2 register id, $3 base eventid, $4 entity name, $5 write time.
 fn entity_statement(register: &Register, index: usize) -> String {
     let entity = &register.entities[index];
     let table = entity.table_name(register);
-    let offset = RowEncoder::new(register).offset(index);
     let attrs: Vec<String> = entity
         .attributes
         .iter()
         .map(|a| quote_ident(&a.name))
         .collect();
     let staged: Vec<String> = (0..attrs.len())
-        .map(|k| format!("s.c{}", offset + k))
+        .map(|k| staged_attribute(entity, k))
         .collect();
     let src_attrs: Vec<String> = staged
         .iter()
@@ -366,12 +379,12 @@ fn entity_statement(register: &Register, index: usize) -> String {
         .map(|(s, _)| format!("c.{s}"))
         .chain((0..attrs.len()).map(|k| format!("c.a{k}")))
         .collect();
-    let (extra_src, extra_event) = extra_fields(register, entity, &table, offset);
+    let (extra_src, extra_event) = extra_fields(register, entity, &table);
     let object = entity.object_id;
     format!(
         "WITH src AS (
     SELECT s.line, s.op, s.key, s.newid, s.regfra, s.regtil, s.virkfra, s.virktil, s.status, {src_attrs},
-        t.ctid AS t_ctid, t.\"datafordelerRowId\" AS t_rowid, t.\"datafordelerRowVersion\" AS t_version,
+        t.tid AS t_ctid, t.\"datafordelerRowId\" AS t_rowid, t.\"datafordelerRowVersion\" AS t_version,
         t.\"registreringFra\" AS t_regfra, t.\"registreringTil\" AS t_regtil,
         t.\"virkningFra\" AS t_virkfra, t.\"virkningTil\" AS t_virktil, t.status AS t_status,
         t.{object_col}::text AS t_object_id{extra_src},
@@ -380,8 +393,8 @@ fn entity_statement(register: &Register, index: usize) -> String {
             WHEN t.\"datafordelerRowId\" IS NULL THEN 'i'
             WHEN ({target_cols}) IS DISTINCT FROM ({staged_cols}) THEN 'u'
         END AS action
-    FROM staging s LEFT JOIN {table} t ON t.rowkey = s.key
-    WHERE s.ent = $1
+    FROM staging_{index} s
+    LEFT JOIN LATERAL (SELECT t.ctid AS tid, t.* FROM {table} t WHERE t.rowkey = s.key OFFSET 0) t ON true
 ),
 chg AS MATERIALIZED (SELECT * FROM src WHERE action IS NOT NULL),
 del AS (
@@ -390,7 +403,7 @@ del AS (
 ),
 upd AS (
     UPDATE {table} t SET \"datafordelerRowVersion\" = c.t_version + 1,
-        \"datafordelerOpdateringstid\" = $6, \"datafordelerRegisterImportSequenceNumber\" = $2,
+        \"datafordelerOpdateringstid\" = $5, \"datafordelerRegisterImportSequenceNumber\" = $1,
         {set}
     FROM chg c
     WHERE t.ctid = ANY (ARRAY(SELECT t_ctid FROM chg WHERE action = 'u'))
@@ -401,7 +414,7 @@ ins AS (
     INSERT INTO {table} (\"datafordelerRowId\", rowkey, \"datafordelerRowVersion\",
         \"datafordelerOpdateringstid\", \"datafordelerRegisterImportSequenceNumber\",
         {system_cols}, {attr_cols})
-    SELECT c.newid, c.key, 1, $6, $2, {insert_values}
+    SELECT c.newid, c.key, 1, $5, $1, {insert_values}
     FROM chg c WHERE c.action = 'i'
 ),
 ev AS (
@@ -410,7 +423,7 @@ ev AS (
         object_datafordeler_rowid, object_datafordeler_rowversion,
         object_registreringfra, object_registreringtil, object_status,
         object_virkningfra, object_virkningtil, extra)
-    SELECT $3, $4 + row_number() OVER (ORDER BY c.line), $5, c.action, $2, $6,
+    SELECT $2, $3 + row_number() OVER (ORDER BY c.line), $4, c.action, $1, $5,
         CASE WHEN c.action = 'd' THEN c.t_object_id ELSE c.a{object}::text END,
         CASE WHEN c.action = 'i' THEN c.newid ELSE c.t_rowid END,
         CASE c.action WHEN 'i' THEN 1 WHEN 'u' THEN c.t_version + 1 ELSE c.t_version END,
@@ -438,17 +451,21 @@ FROM chg",
     )
 }
 
+/// Attribute `k` of a staged row, typed as the entity table's column (decimals are staged as
+/// text).
+fn staged_attribute(entity: &Entity, k: usize) -> String {
+    match entity.attributes[k].ty {
+        AttrType::Decimal => format!("s.a{k}::numeric"),
+        _ => format!("s.a{k}"),
+    }
+}
+
 /// The extra event fields: columns to add to `src` (old values) and the `extra` expression.
 ///
 /// An `old` value is the row's value before the change; for a new row (`i`) it is the value in
 /// the object's latest registration before this package, so the replacement registrations of a
 /// bitemporal correction tell the change (a CPR move: nuvaerende 0751, tidligere 0101).
-fn extra_fields(
-    register: &Register,
-    entity: &Entity,
-    table: &str,
-    offset: usize,
-) -> (String, String) {
+fn extra_fields(register: &Register, entity: &Entity, table: &str) -> (String, String) {
     if register.event_fields.is_empty() {
         return (String::new(), "NULL::jsonb".to_owned());
     }
@@ -468,11 +485,11 @@ fn extra_fields(
                         let object = quote_ident(&entity.object_id_attribute().name);
                         src.push_str(&format!(
                             ", CASE WHEN t.\"datafordelerRowId\" IS NULL AND s.op = 'u' THEN
-                                (SELECT o.{column} FROM {table} o WHERE o.{object} = s.c{staged}
+                                (SELECT o.{column} FROM {table} o WHERE o.{object} = {staged}
                                  ORDER BY o.\"registreringFra\" DESC, o.\"virkningFra\" DESC,
                                           o.\"datafordelerRowId\" DESC LIMIT 1)
                                END AS p_x{n}",
-                            staged = offset + entity.object_id
+                            staged = staged_attribute(entity, entity.object_id)
                         ));
                         format!("CASE WHEN c.action = 'i' THEN c.p_x{n} ELSE c.t_x{n} END")
                     }

@@ -8,37 +8,54 @@
 mod apply;
 pub use apply::IMPORT_APPLICATION_NAME;
 mod error;
+mod pipeline;
 mod summary;
 
-pub use apply::staging_columns;
 pub use error::ImportError;
 pub use summary::{Observer, Outcome, PackageSummary, Quiet};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::time::Instant;
 
 use chrono::Utc;
 use sqlx::{Connection, PgConnection};
-use tokio::sync::mpsc;
 
-use crate::package::{Header, Op, PackageError, PackageReader, RowEncoder};
-use crate::registry::{Register, Registry};
-use apply::{EntityApply, PackageRecord};
-
-/// Bytes of COPY data sent per message to PostgreSQL.
-const CHUNK: usize = 1024 * 1024;
+use crate::package::{Header, PackageReader};
+use crate::registry::Registry;
+use apply::PackageRecord;
 
 /// Opens the importer's connection, with settings for large set-based statements.
 pub async fn connect(url: &str) -> anyhow::Result<PgConnection> {
     let options = crate::store::connect_options(url)?;
     let mut conn = PgConnection::connect_with(&options).await?;
     // temp_buffers must be set before the session first touches a temporary table.
-    sqlx::raw_sql("SET temp_buffers = '256MB'; SET work_mem = '256MB'; SET client_connection_check_interval = '1s'")
-        .execute(&mut conn)
-        .await?;
+    // jit: the statements run once per package; compiling them costs more than it saves.
+    sqlx::raw_sql(
+        "SET temp_buffers = '1GB'; SET work_mem = '256MB'; SET jit = off; \
+         SET client_connection_check_interval = '1s'",
+    )
+    .execute(&mut conn)
+    .await?;
     Ok(conn)
+}
+
+/// How packages are imported.
+#[derive(Debug, Clone)]
+pub struct ImportOptions {
+    /// Rows applied per batch: while PostgreSQL applies one, the next is parsed. Larger batches
+    /// hold more memory (the parser runs a batch ahead); registers with an `old` extra event
+    /// field apply each package as one batch.
+    pub batch_rows: u64,
+}
+
+impl Default for ImportOptions {
+    fn default() -> Self {
+        Self {
+            batch_rows: pipeline::BATCH_ROWS,
+        }
+    }
 }
 
 /// Imports `files` in (register, sequence) order, stopping at the first failure. Headers of all
@@ -48,6 +65,7 @@ pub async fn import_files(
     registry: &Registry,
     files: &[PathBuf],
     observer: &dyn Observer,
+    options: &ImportOptions,
 ) -> Result<Vec<PackageSummary>, (Vec<PackageSummary>, ImportError)> {
     let mut ordered = Vec::with_capacity(files.len());
     for file in files {
@@ -59,7 +77,7 @@ pub async fn import_files(
     ordered.sort();
     let mut done = Vec::with_capacity(ordered.len());
     for (_, _, file) in ordered {
-        match import_package(conn, registry, &file, observer).await {
+        match import_package_with(conn, registry, &file, observer, options).await {
             Ok(summary) => done.push(summary),
             Err(e) => return Err((done, e)),
         }
@@ -75,8 +93,19 @@ pub async fn import_package(
     path: &Path,
     observer: &dyn Observer,
 ) -> Result<PackageSummary, ImportError> {
+    import_package_with(conn, registry, path, observer, &ImportOptions::default()).await
+}
+
+/// [`import_package`] with other options.
+pub async fn import_package_with(
+    conn: &mut PgConnection,
+    registry: &Registry,
+    path: &Path,
+    observer: &dyn Observer,
+    options: &ImportOptions,
+) -> Result<PackageSummary, ImportError> {
     let mut header = None;
-    let result = import_inner(conn, registry, path, observer, &mut header).await;
+    let result = import_inner(conn, registry, path, observer, options, &mut header).await;
     if let Err(error) = &result {
         let (register, sequence) = header.map(|h: Header| (h.register, h.sequence)).unzip();
         let file = path.display().to_string();
@@ -101,6 +130,7 @@ async fn import_inner(
     registry: &Registry,
     path: &Path,
     observer: &dyn Observer,
+    options: &ImportOptions,
     header_out: &mut Option<Header>,
 ) -> Result<PackageSummary, ImportError> {
     let timer = Instant::now();
@@ -149,10 +179,17 @@ async fn import_inner(
     }
     apply::announce_import(&mut tx, &register.name, header.sequence).await?;
     let file = reader.file().to_owned();
-    let parsed = stage(&mut tx, register, reader, &header, rows_counter, &timer).await?;
-    observer.phase("applying");
-    let totals =
-        apply_entities(&mut tx, register, &state, &header, &file, &parsed, observer).await?;
+    log_phase(&header, "staging", &timer);
+    let package = pipeline::Package {
+        register,
+        state: &state,
+        header: &header,
+        file: &file,
+        batch_rows: options.batch_rows.max(1),
+    };
+    let staged =
+        pipeline::stage_and_apply(&mut tx, &package, reader, rows_counter, observer).await?;
+    let totals = staged.totals;
     log_phase(&header, "committing", &timer);
     observer.phase("committing");
     let record = PackageRecord {
@@ -161,16 +198,16 @@ async fn import_inner(
         last_eventid: state.last_eventid + totals.events(),
         row_delta: totals.inserted - totals.deleted,
         written_at: state.written_at,
-        sha256: &parsed.sha256,
+        sha256: &staged.sha256,
         file: &file,
         created: header.created,
         started_at,
         counts: [
-            parsed.rows as i64,
+            staged.rows as i64,
             totals.inserted,
             totals.updated,
             totals.deleted,
-            parsed.upserts - totals.inserted - totals.updated,
+            staged.upserts - totals.inserted - totals.updated,
         ],
         first_eventid: (totals.events() > 0).then_some(state.last_eventid + 1),
         events_last: (totals.events() > 0).then_some(state.last_eventid + totals.events()),
@@ -207,83 +244,6 @@ async fn redelivery(
             found,
         }),
     }
-}
-
-/// Creates and fills the staging table, refuses duplicate keys, and analyzes it.
-async fn stage(
-    conn: &mut PgConnection,
-    register: &Register,
-    reader: PackageReader,
-    header: &Header,
-    rows_counter: Arc<AtomicU64>,
-    timer: &Instant,
-) -> Result<Parsed, ImportError> {
-    let file = reader.file().to_owned();
-    log_phase(header, "staging", timer);
-    apply::create_staging(conn, register).await?;
-    let parsed = stage_rows(conn, register, reader, header, rows_counter).await?;
-    log_phase(header, "applying", timer);
-    if let Some((ent, key, first, second)) = apply::find_duplicate_key(conn).await? {
-        let entity = &register.entities[ent as usize].name;
-        let message = format!(
-            "{entity} row \"{key}\" appears twice in the package (lines {first} and {second})"
-        );
-        return Err(PackageError {
-            file,
-            line: second as u64,
-            field: Some("key".into()),
-            message,
-        }
-        .into());
-    }
-    apply::analyze_staging(conn).await?;
-    log_phase(header, "analyzed", timer);
-    Ok(parsed)
-}
-
-/// Applies every entity that has staged rows, numbering events from the register's counter.
-async fn apply_entities(
-    conn: &mut PgConnection,
-    register: &Register,
-    state: &apply::RegisterState,
-    header: &Header,
-    file: &str,
-    parsed: &Parsed,
-    observer: &dyn Observer,
-) -> Result<apply::Applied, ImportError> {
-    let mut totals = apply::Applied::default();
-    for (index, entity) in register.entities.iter().enumerate() {
-        if parsed.per_entity[index] == 0 {
-            continue;
-        }
-        let entity_apply = EntityApply {
-            register,
-            register_id: state.register_id,
-            index,
-            sequence: header.sequence,
-            base_eventid: state.last_eventid + totals.events(),
-            written_at: state.written_at,
-        };
-        observer.phase(&format!("applying {}", entity.name));
-        let entity_timer = Instant::now();
-        let applied = apply::apply_entity(conn, &entity_apply).await?;
-        tracing::debug!(register = %register.name, package.seq = header.sequence, entity = %entity.name,
-            events = applied.events(), duration_ms = entity_timer.elapsed().as_millis() as u64, "entity applied");
-        if let Some(line) = applied.unknown_delete_line {
-            let message = format!("delete of a {} row that does not exist", entity.name);
-            return Err(PackageError {
-                file: file.to_owned(),
-                line: line as u64,
-                field: Some("key".into()),
-                message,
-            }
-            .into());
-        }
-        totals.inserted += applied.inserted;
-        totals.updated += applied.updated;
-        totals.deleted += applied.deleted;
-    }
-    Ok(totals)
 }
 
 fn imported(record: &PackageRecord<'_>, header: &Header, timer: Instant) -> PackageSummary {
@@ -336,173 +296,4 @@ fn already_imported(
         rows_per_second: 0,
         sha256,
     }
-}
-
-/// What the parse thread saw.
-struct Parsed {
-    rows: u64,
-    upserts: i64,
-    per_entity: Vec<u64>,
-    sha256: String,
-}
-
-/// Streams the package's rows into the staging table: a blocking thread parses and validates,
-/// this task forwards COPY chunks. Memory is bounded by the channel (a few chunks).
-async fn stage_rows(
-    conn: &mut PgConnection,
-    register: &Register,
-    reader: PackageReader,
-    header: &Header,
-    rows_counter: Arc<AtomicU64>,
-) -> Result<Parsed, ImportError> {
-    let (sender, mut receiver) = mpsc::channel::<Vec<u8>>(4);
-    let register_owned = register.clone();
-    let expected_rows = header.rows;
-    let parser = tokio::task::spawn_blocking(move || {
-        parse_rows(
-            &register_owned,
-            reader,
-            expected_rows,
-            &sender,
-            &rows_counter,
-        )
-    });
-    let mut copy = conn.copy_in_raw(apply::COPY_STAGING).await?;
-    let mut send_error = None;
-    while let Some(chunk) = receiver.recv().await {
-        if let Err(e) = copy.send(chunk).await {
-            send_error = Some(e);
-            break;
-        }
-    }
-    drop(receiver);
-    let parsed = parser.await.map_err(anyhow::Error::from)?;
-    if let Some(e) = send_error {
-        return Err(e.into());
-    }
-    match parsed {
-        Ok(parsed) => {
-            copy.finish().await?;
-            Ok(parsed)
-        }
-        Err(e) => {
-            copy.abort("package refused").await.ok();
-            Err(e.into())
-        }
-    }
-}
-
-/// Lines read by the reader thread, handed to the parse thread in batches.
-#[derive(Default)]
-struct LineBatch {
-    text: String,
-    /// (line number, start, end) of each line in `text`.
-    lines: Vec<(u64, usize, usize)>,
-}
-
-/// Bytes of line text per batch.
-const BATCH: usize = 256 * 1024;
-
-/// The reader thread: decompresses, hashes and splits lines, so that JSON parsing runs on
-/// another core. Returns the SHA-256 of the whole content.
-fn read_lines(
-    mut reader: PackageReader,
-    sender: std::sync::mpsc::SyncSender<LineBatch>,
-) -> Result<String, PackageError> {
-    let mut batch = LineBatch::default();
-    while let Some((line_no, line)) = reader.next_line()? {
-        let start = batch.text.len();
-        batch.text.push_str(line);
-        batch.lines.push((line_no, start, batch.text.len()));
-        if batch.text.len() >= BATCH && sender.send(std::mem::take(&mut batch)).is_err() {
-            return Err(reader.error(None, "import aborted"));
-        }
-    }
-    if !batch.lines.is_empty() && sender.send(batch).is_err() {
-        return Err(reader.error(None, "import aborted"));
-    }
-    reader.finish()
-}
-
-/// What the parse thread counted.
-#[derive(Default)]
-struct Counts {
-    rows: u64,
-    upserts: i64,
-    per_entity: Vec<u64>,
-}
-
-fn parse_rows(
-    register: &Register,
-    reader: PackageReader,
-    expected_rows: Option<u64>,
-    sender: &mpsc::Sender<Vec<u8>>,
-    rows_counter: &AtomicU64,
-) -> Result<Parsed, PackageError> {
-    let file = reader.file().to_owned();
-    let (batches, receiver) = std::sync::mpsc::sync_channel(4);
-    let reading = std::thread::spawn(move || read_lines(reader, batches));
-    let parsed = parse_batches(register, &file, &receiver, sender, rows_counter);
-    drop(receiver);
-    let read = reading.join().unwrap_or_else(|_| {
-        Err(PackageError {
-            file: file.clone(),
-            line: 0,
-            field: None,
-            message: "the reader thread failed".into(),
-        })
-    });
-    let counts = parsed?;
-    let sha256 = read?;
-    if let Some(expected) = expected_rows
-        && expected != counts.rows
-    {
-        return Err(PackageError::row_count(&file, expected, counts.rows));
-    }
-    Ok(Parsed {
-        rows: counts.rows,
-        upserts: counts.upserts,
-        per_entity: counts.per_entity,
-        sha256,
-    })
-}
-
-fn parse_batches(
-    register: &Register,
-    file: &str,
-    receiver: &std::sync::mpsc::Receiver<LineBatch>,
-    sender: &mpsc::Sender<Vec<u8>>,
-    rows_counter: &AtomicU64,
-) -> Result<Counts, PackageError> {
-    let encoder = RowEncoder::new(register);
-    let mut counts = Counts {
-        per_entity: vec![0; register.entities.len()],
-        ..Counts::default()
-    };
-    let mut buf = Vec::with_capacity(CHUNK + 64 * 1024);
-    let aborted = || PackageError {
-        file: file.to_owned(),
-        line: 0,
-        field: None,
-        message: "import aborted".into(),
-    };
-    for batch in receiver.iter() {
-        for &(line_no, start, end) in &batch.lines {
-            let (entity, op) = encoder.encode(file, line_no, &batch.text[start..end], &mut buf)?;
-            counts.per_entity[entity] += 1;
-            counts.upserts += i64::from(op == Op::Upsert);
-            counts.rows += 1;
-        }
-        if buf.len() >= CHUNK {
-            rows_counter.store(counts.rows, Ordering::Relaxed);
-            let full = std::mem::replace(&mut buf, Vec::with_capacity(CHUNK + 64 * 1024));
-            // A closed channel means the COPY side stopped on a database error; it reports it.
-            sender.blocking_send(full).map_err(|_| aborted())?;
-        }
-    }
-    if !buf.is_empty() {
-        sender.blocking_send(buf).map_err(|_| aborted())?;
-    }
-    rows_counter.store(counts.rows, Ordering::Relaxed);
-    Ok(counts)
 }

@@ -1,11 +1,12 @@
 //! The package format (`docs/package-format.md`): NDJSON, optionally gzip-compressed; a header
 //! line, then one line per row. Read as a stream: memory stays flat whatever the package size.
 
+pub mod copy;
 mod reader;
 mod rows;
 
 pub use reader::PackageReader;
-pub use rows::{Op, RowEncoder, STAGING_FIXED_COLUMNS};
+pub use rows::{Op, Period, Row, RowParser, Upsert, Value, format_micros};
 
 use std::fmt;
 

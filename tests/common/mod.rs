@@ -84,6 +84,17 @@ impl TestDb {
         import::import_package(&mut conn, &self.registry, path, &Quiet).await
     }
 
+    /// [`TestDb::import`], applying `batch_rows` rows per batch.
+    pub async fn import_in_batches(
+        &self,
+        path: &Path,
+        batch_rows: u64,
+    ) -> Result<PackageSummary, ImportError> {
+        let mut conn = import::connect(&self.url).await.unwrap();
+        let options = import::ImportOptions { batch_rows };
+        import::import_package_with(&mut conn, &self.registry, path, &Quiet, &options).await
+    }
+
     /// Generates `packages` packages of `register`'s synthetic history (from sequence 1) into
     /// the test directory; returns their files in sequence order.
     pub fn generate(&self, register: &str, packages: u64, rows: u64, seed: u64) -> Vec<PathBuf> {
