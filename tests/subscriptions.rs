@@ -803,3 +803,44 @@ async fn event_streams_are_served_alike_on_either_http_path() {
     }
     server.stop().await;
 }
+
+/// With an interval, the reader reads at most once per interval: an import committed after a
+/// quiet interval is published at once, one committed right after it waits for the interval.
+#[tokio::test]
+async fn a_commit_after_a_quiet_interval_is_published_at_once_and_later_ones_wait() {
+    let db = TestDb::new().await;
+    let interval = Duration::from_secs(5);
+    let live = LiveConfig {
+        publish_interval: interval,
+        ..LiveConfig::default()
+    };
+    let server = TestServer::start_live(&db, live).await;
+    let mut stream = server.subscribe(PLAIN, json!({}), None).await;
+    // Quiet for longer than the interval.
+    tokio::time::sleep(interval + Duration::from_millis(500)).await;
+    let committed = std::time::Instant::now();
+    import_bygninger(&db, 1, 0..2).await;
+    let first = stream.events(2, WAIT).await;
+    let published = std::time::Instant::now();
+    assert_eq!(
+        first.iter().map(|m| m.eventid()).collect::<Vec<_>>(),
+        [1, 2]
+    );
+    assert!(
+        published - committed < interval - Duration::from_secs(1),
+        "published at once, not at the next interval: {:?}",
+        published - committed
+    );
+    import_bygninger(&db, 2, 2..4).await;
+    let second = stream.events(2, WAIT).await;
+    assert_eq!(
+        second.iter().map(|m| m.eventid()).collect::<Vec<_>>(),
+        [3, 4]
+    );
+    assert!(
+        published.elapsed() >= interval - Duration::from_secs(1),
+        "the second import waited for the interval: {:?}",
+        published.elapsed()
+    );
+    server.stop().await;
+}

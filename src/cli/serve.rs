@@ -59,8 +59,9 @@ pub struct Opts {
     /// react@18.3.1 and react-dom@18.3.1, i.e. its node_modules) instead of the unpkg CDN.
     #[arg(long, env = "FORDELER_GRAPHIQL_ASSETS")]
     pub graphiql_assets: Option<PathBuf>,
-    /// How often each register's new events are read and published to subscribers (`0s`:
-    /// as soon as an import commits).
+    /// At most how often each register's new events are read and published to subscribers:
+    /// an import committed after a quiet interval is published at once, later ones when the
+    /// interval since the last publication has passed (`0s`: as soon as an import commits).
     #[arg(long, env = "FORDELER_PUBLISH_INTERVAL", default_value = "30s", value_parser = parse_duration)]
     pub publish_interval: Duration,
     /// Longest an event stream stays open; it then completes and the client reconnects with

@@ -33,7 +33,7 @@ pub async fn connect(url: &str) -> anyhow::Result<PgConnection> {
     // temp_buffers must be set before the session first touches a temporary table.
     // jit: the statements run once per package; compiling them costs more than it saves.
     sqlx::raw_sql(
-        "SET temp_buffers = '1GB'; SET work_mem = '256MB'; SET jit = off; \
+        "SET temp_buffers = '256MB'; SET work_mem = '256MB'; SET jit = off; \
          SET client_connection_check_interval = '1s'",
     )
     .execute(&mut conn)

@@ -1,7 +1,8 @@
 //! One register's live feed: a reader task that fetches the events committed since the last
-//! read, once per publication interval, and broadcasts them as one [`Batch`] to every
-//! subscriber of the register. The database sees one query per interval, whatever the number
-//! of subscribers.
+//! read, at most once per publication interval, and broadcasts them as one [`Batch`] to every
+//! subscriber of the register. An import's commit (its `NOTIFY`) wakes the reader: it reads at
+//! once if its last read is an interval ago, else when it is. The database sees at most one
+//! query per interval, whatever the number of subscribers.
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -135,23 +136,21 @@ impl Feed {
         self.ready.send_replace(true);
         tracing::debug!(register = %name, head = self.head(), "live feed started");
         let interval = hub.config.publish_interval;
-        let mut next = tokio::time::Instant::now() + interval;
+        let mut last_read = tokio::time::Instant::now() - interval;
         loop {
+            // Woken by an import's commit, or by the listener when notifications may have been
+            // lost (it reconnected, or cannot connect).
             let wait = async {
-                if interval.is_zero() {
-                    // Immediate: an import's NOTIFY wakes the reader; the poll covers a
-                    // notification lost while the listener reconnected.
-                    let _ =
-                        tokio::time::timeout(hub.config.fallback_poll, self.wake.notified()).await;
-                } else {
-                    tokio::time::sleep_until(next).await;
-                    next = (next + interval).max(tokio::time::Instant::now());
-                }
+                self.wake.notified().await;
+                // At most one read per interval: a commit after a quiet interval is published
+                // at once, later ones when the interval since the last read has passed.
+                tokio::time::sleep_until(last_read + interval).await;
             };
             tokio::select! {
                 _ = closed.wait_for(|c| *c) => return,
                 () = wait => {}
             }
+            last_read = tokio::time::Instant::now();
             if let Err(e) = self.publish(&hub.pool, &hub.config, &hub.metrics).await {
                 tracing::warn!(register = %name, error = %e, "live feed cannot read new events");
             }

@@ -34,7 +34,9 @@ pub const NOTIFY_CHANNEL: &str = "fordeler_events";
 /// Settings of live subscriptions.
 #[derive(Debug, Clone)]
 pub struct LiveConfig {
-    /// How often each register's reader fetches new events; zero: as soon as an import commits.
+    /// At most how often each register's reader fetches new events: a commit after a quiet
+    /// interval is read at once, later ones when the interval since the last read has passed;
+    /// zero: as soon as an import commits.
     pub publish_interval: Duration,
     /// Longest a stream stays open; the server then completes it and the client reconnects.
     pub stream_limit: Duration,
@@ -53,8 +55,8 @@ pub struct LiveConfig {
     pub max_streams: usize,
     /// Most open streams per client (per credential; per IP address for anonymous callers).
     pub max_streams_per_client: usize,
-    /// With an immediate interval, how often the reader polls anyway, in case a notification
-    /// was lost while the listener reconnected.
+    /// While the import listener cannot connect, how often every reader is woken anyway (it
+    /// still reads at most once per interval): no notification can tell it of new events.
     pub fallback_poll: Duration,
 }
 
@@ -215,9 +217,7 @@ impl Hub {
             .get(register)
             .ok_or(SourceError::Closed)?
             .clone();
-        if self.0.config.publish_interval.is_zero() {
-            self.start_listener();
-        }
+        self.start_listener();
         let mut closed = self.0.closed.subscribe();
         tokio::select! {
             _ = closed.wait_for(|c| *c) => return Err(SourceError::Closed),
@@ -247,7 +247,9 @@ impl Hub {
     }
 }
 
-/// Wakes a register's reader whenever an import of it commits.
+/// Wakes a register's reader whenever an import of it commits, and every reader when
+/// notifications may have been lost: at each (re)connection, and periodically while it cannot
+/// connect.
 async fn listen(inner: Shared) {
     let mut closed = inner.closed.subscribe();
     let wake_all = || inner.feeds.values().for_each(|f| f.wake());
@@ -266,9 +268,11 @@ async fn listen(inner: Shared) {
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot listen for imports; retrying");
+                    // Without notifications, the readers poll.
+                    wake_all();
                     tokio::select! {
                         _ = closed.wait_for(|c| *c) => return,
-                        () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        () = tokio::time::sleep(inner.config.fallback_poll) => {}
                     }
                 }
             }

@@ -49,7 +49,8 @@ pub struct Register {
     pub title: String,
     /// Free text.
     pub description: String,
-    /// Entities, in definition order (which is also the order events of a package are numbered in).
+    /// Entities, in definition order (which is also the order a batch of a package's events is
+    /// numbered in).
     pub entities: Vec<Entity>,
     /// Register-specific extra event fields, such as CPR's `object_kommunekodenuvaerende`.
     pub event_fields: Vec<EventField>,
