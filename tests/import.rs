@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{TestDb, bygning, delete, municipality_fields, uuid};
+use common::{TestDb, bygning, delete, municipality_fields, upsert, uuid};
 use fordeler::import::{ImportError, Outcome};
 use serde_json::{Value, json};
 
@@ -911,4 +911,47 @@ async fn a_store_of_an_earlier_layout_is_brought_up_to_date_at_start() {
     changed["registreringTil"] = json!("2026-02-01T00:00:00Z");
     let summary = db.import(&db.package("BBR", 2, &[changed])).await.unwrap();
     assert_eq!((summary.inserted, summary.updated), (0, 1));
+}
+
+/// An `old` extra event field is the value before the package, so a register with one (CPR)
+/// applies each package as one batch: a registration inserted earlier in the same package is
+/// not "before" the ones after it, whatever the batch size asked for.
+#[tokio::test]
+async fn old_values_come_from_before_the_package_whatever_the_batch_size() {
+    let db = TestDb::new().await;
+    let registration = |key: &str, registered: &str, valid: (&str, Option<&str>), kommune: &str| {
+        upsert(
+            "Person",
+            key,
+            (registered, None),
+            valid,
+            json!({"personnummer": "0101901234", "kommunekode": kommune}),
+        )
+    };
+    let (t0, t1, moved) = (
+        "2026-01-01T00:00:00Z",
+        "2026-03-01T00:00:00Z",
+        "2026-02-15T00:00:00Z",
+    );
+    let born = "1990-01-01T00:00:00Z";
+    db.import(&db.package("CPR", 1, &[registration("r0", t0, (born, None), "0101")]))
+        .await
+        .unwrap();
+    let package = db.package(
+        "CPR",
+        2,
+        &[
+            registration("r1", t1, (born, Some(moved)), "0999"),
+            registration("r2", t1, (moved, None), "0751"),
+        ],
+    );
+    db.import_in_batches(&package, 1).await.unwrap();
+    let events = db.events("CPR").await;
+    assert_eq!(
+        municipality_fields(&events[1..]),
+        [
+            ("i".to_owned(), json!("0999"), json!("0101")),
+            ("i".to_owned(), json!("0751"), json!("0101")),
+        ]
+    );
 }
