@@ -135,21 +135,27 @@ fn planned(source: Source, plan: Arc<StreamPlan>) -> BoxStream<'static, Bytes> {
             match source.next().await {
                 Ok(delivery) => {
                     let batch = &delivery.batch;
-                    let messages = batch.messages(plan.key());
+                    let rendering = batch.messages(plan.key());
                     let message = |i: usize| {
-                        messages[i]
+                        rendering.events[i]
                             .get_or_init(|| plan.message(&batch.events[i]).into())
                             .clone()
                     };
+                    let concat = |indices: &mut dyn Iterator<Item = usize>| {
+                        let mut out = BytesMut::new();
+                        for i in indices {
+                            out.extend_from_slice(&message(i));
+                        }
+                        out.freeze()
+                    };
                     let bytes = match delivery.matched.as_slice() {
                         [one] => message(*one),
-                        many => {
-                            let mut out = BytesMut::new();
-                            for &i in many {
-                                out.extend_from_slice(&message(i));
-                            }
-                            out.freeze()
-                        }
+                        // The whole batch: made once, shared by every subscriber it goes to.
+                        all if all.len() == batch.events.len() => rendering
+                            .all
+                            .get_or_init(|| concat(&mut (0..batch.events.len())))
+                            .clone(),
+                        some => concat(&mut some.iter().copied()),
                     };
                     Some((bytes, Some(source)))
                 }

@@ -32,8 +32,18 @@ pub struct Batch {
     renders: Mutex<Vec<(Arc<str>, Messages)>>,
 }
 
-/// One rendering of a batch's events, each made on first use.
-pub type Messages = Arc<[OnceLock<Bytes>]>;
+/// One rendering of a batch's events, each message made on first use.
+#[derive(Debug)]
+pub struct Rendering {
+    /// Each event's message.
+    pub events: Box<[OnceLock<Bytes>]>,
+    /// Every event's message, one after the other: what a subscriber that matches the whole
+    /// batch receives, made once for all of them.
+    pub all: OnceLock<Bytes>,
+}
+
+/// A rendering shared by the subscribers that use it.
+pub type Messages = Arc<Rendering>;
 
 impl Batch {
     /// A batch of `events`, covering `(from, to]`.
@@ -58,10 +68,16 @@ impl Batch {
     /// per subscriber.
     pub fn messages(&self, key: &Arc<str>) -> Messages {
         let mut renders = self.renders.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((_, slots)) = renders.iter().find(|(k, _)| k == key) {
+        if let Some((_, slots)) = renders
+            .iter()
+            .find(|(k, _)| Arc::ptr_eq(k, key) || k == key)
+        {
             return slots.clone();
         }
-        let slots: Messages = (0..self.events.len()).map(|_| OnceLock::new()).collect();
+        let slots = Arc::new(Rendering {
+            events: (0..self.events.len()).map(|_| OnceLock::new()).collect(),
+            all: OnceLock::new(),
+        });
         renders.push((key.clone(), slots.clone()));
         slots
     }
