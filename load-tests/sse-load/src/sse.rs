@@ -46,7 +46,7 @@ impl SseParser {
 
     /// Parses `data`, calling `on_event` for each complete message in it.
     pub fn feed(&mut self, mut data: &[u8], on_event: &mut impl FnMut(Event)) {
-        while let Some(nl) = data.iter().position(|&b| b == b'\n') {
+        while let Some(nl) = memchr::memchr(b'\n', data) {
             if self.partial.is_empty() {
                 self.line(&data[..nl], on_event);
             } else {
@@ -131,19 +131,16 @@ fn parse_u64(s: &[u8]) -> Option<u64> {
 
 /// The digits after the first [`SEQ_KEY`] in `data` (spaces after the colon allowed).
 pub fn find_seq(data: &[u8]) -> Option<u64> {
-    let mut from = 0;
-    while from + SEQ_KEY.len() <= data.len() {
-        // find the key's first byte fast, then compare the rest
-        let i = from + data[from..].iter().position(|&b| b == b'"')?;
-        if data[i..].starts_with(SEQ_KEY) {
-            let rest = &data[i + SEQ_KEY.len()..];
-            let rest = &rest[rest.iter().take_while(|&&b| b == b' ').count()..];
-            let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
-            return parse_u64(&rest[..digits]);
-        }
-        from = i + 1;
-    }
-    None
+    // Built once: building a searcher costs more than a short search.
+    static FINDER: std::sync::OnceLock<memchr::memmem::Finder<'static>> =
+        std::sync::OnceLock::new();
+    let at = FINDER
+        .get_or_init(|| memchr::memmem::Finder::new(SEQ_KEY))
+        .find(data)?;
+    let rest = &data[at + SEQ_KEY.len()..];
+    let rest = &rest[rest.iter().take_while(|&&b| b == b' ').count()..];
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    parse_u64(&rest[..digits])
 }
 
 #[cfg(test)]
