@@ -315,10 +315,22 @@ async fn respond(stream: &mut TcpStream, response: http::Response<Body>) -> io::
     stream.write_all(&head).await?;
     drop(head);
     loop {
-        let frame = tokio::select! {
-            frame = body.frame() => frame,
-            readable = stream.readable() => {
-                readable?;
+        // The next body frame; meanwhile, bytes or the end of file from the client (polled
+        // in place: no future to make and drop per frame).
+        let next = std::future::poll_fn(|cx| {
+            if let Poll::Ready(frame) = http_body::Body::poll_frame(Pin::new(&mut body), cx) {
+                return Poll::Ready(Next::Frame(frame));
+            }
+            match stream.poll_read_ready(cx) {
+                Poll::Ready(ready) => Poll::Ready(Next::Readable(ready)),
+                Poll::Pending => Poll::Pending,
+            }
+        })
+        .await;
+        let frame = match next {
+            Next::Frame(frame) => frame,
+            Next::Readable(ready) => {
+                ready?;
                 client_gone(stream)?;
                 continue;
             }
@@ -340,6 +352,14 @@ async fn respond(stream: &mut TcpStream, response: http::Response<Body>) -> io::
             }
         }
     }
+}
+
+/// What the response loop waits for.
+enum Next<F> {
+    /// The body's next frame, or its end.
+    Frame(Option<F>),
+    /// The client sent something, closed, or failed.
+    Readable(io::Result<()>),
 }
 
 /// Writes `data` as one chunk of `Transfer-Encoding: chunked`: the size line, the data and the

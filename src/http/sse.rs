@@ -10,8 +10,10 @@
 //! subscribing again from its last eventid.
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use async_graphql::{Request, Response as GqlResponse};
@@ -233,20 +235,17 @@ fn stream_response(
         limit = limit.min(left);
     }
     let now = tokio::time::Instant::now();
-    let closed = Box::pin(hub.closed());
-    let state = Stream {
+    let body = SseBody {
+        retry: Some(retry),
         messages,
         keep_alive: config.keep_alive,
         idle: Box::pin(tokio::time::sleep_until(now + config.keep_alive)),
         last_sent: now,
         deadline: Box::pin(tokio::time::sleep_until(now + limit)),
-        closed,
+        closed: Box::pin(hub.closed()),
         _permit: permit,
         done: false,
     };
-    let body = stream::once(async move { retry })
-        .chain(stream::unfold(state, Stream::next))
-        .map(Ok::<_, Infallible>);
     (
         StatusCode::OK,
         [
@@ -255,12 +254,17 @@ fn stream_response(
             // Tells nginx not to buffer the stream.
             (header::HeaderName::from_static("x-accel-buffering"), "no"),
         ],
-        Body::from_stream(body),
+        Body::new(body),
     )
         .into_response()
 }
 
-struct Stream {
+/// The body of an event stream: `retry:` first, then the messages with keep-alive comments
+/// between them, and `complete` when they end, at the stream's time limit, or at shutdown.
+/// Written as a state machine over its parts (it is polled once per message of every
+/// subscriber).
+struct SseBody {
+    retry: Option<Bytes>,
     messages: BoxStream<'static, Bytes>,
     keep_alive: Duration,
     /// Fires when the stream may have been idle for `keep_alive`. Moved only when it fires,
@@ -268,44 +272,57 @@ struct Stream {
     idle: std::pin::Pin<Box<tokio::time::Sleep>>,
     last_sent: tokio::time::Instant,
     deadline: std::pin::Pin<Box<tokio::time::Sleep>>,
-    closed: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
+    closed: std::pin::Pin<Box<dyn Future<Output = ()> + Send>>,
     /// Counts the stream until the client goes or the stream completes.
     _permit: StreamPermit,
     done: bool,
 }
 
-impl Stream {
-    async fn next(mut self) -> Option<(Bytes, Self)> {
-        if self.done {
-            return None;
+impl http_body::Body for SseBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, Infallible>>> {
+        let this = &mut *self;
+        let data = |bytes: Bytes| Poll::Ready(Some(Ok(http_body::Frame::data(bytes))));
+        if let Some(retry) = this.retry.take() {
+            return data(retry);
         }
-        let chunk = loop {
-            tokio::select! {
-                biased;
-                () = &mut self.closed => break None,
-                () = &mut self.deadline => break None,
-                message = self.messages.next() => break message,
-                () = &mut self.idle => {
-                    let now = tokio::time::Instant::now();
-                    let due = self.last_sent + self.keep_alive;
-                    if now < due {
-                        self.idle.as_mut().reset(due);
-                        continue;
-                    }
-                    self.idle.as_mut().reset(now + self.keep_alive);
-                    break Some(Bytes::from_static(KEEP_ALIVE));
-                }
-            }
+        if this.done {
+            return Poll::Ready(None);
+        }
+        let ended =
+            this.closed.as_mut().poll(cx).is_ready() || this.deadline.as_mut().poll(cx).is_ready();
+        let message = if ended {
+            Poll::Ready(None)
+        } else {
+            this.messages.poll_next_unpin(cx)
         };
-        match chunk {
-            Some(chunk) => {
-                self.last_sent = tokio::time::Instant::now();
-                Some((chunk, self))
+        match message {
+            Poll::Ready(Some(message)) => {
+                this.last_sent = tokio::time::Instant::now();
+                return data(message);
             }
-            None => {
-                self.done = true;
-                Some((Bytes::from_static(COMPLETE), self))
+            Poll::Ready(None) => {
+                this.done = true;
+                return data(Bytes::from_static(COMPLETE));
             }
+            Poll::Pending => {}
         }
+        while this.idle.as_mut().poll(cx).is_ready() {
+            let now = tokio::time::Instant::now();
+            let due = this.last_sent + this.keep_alive;
+            if now < due {
+                this.idle.as_mut().reset(due);
+                continue;
+            }
+            this.idle.as_mut().reset(now + this.keep_alive);
+            this.last_sent = now;
+            return data(Bytes::from_static(KEEP_ALIVE));
+        }
+        Poll::Pending
     }
 }

@@ -53,7 +53,8 @@
 //! connected clients: commit-file sequences the client saw no event of; 0 is expected for an
 //! unfiltered query), and `latency_ms` `{count, p50, p90, p99, max}`: for each client and each
 //! sequence in the commits file that it saw, the receive time of its first event of that
-//! sequence minus the commit time.
+//! sequence minus the commit time; `latency_max_by_package_ms`, `[sequence, max]` pairs: the
+//! slowest client's latency for each package.
 //!
 //! Messages are not JSON-parsed: the id comes from the `id:` line and the sequence number from
 //! the digits after `"datafordelerRegisterImportSequenceNumber":` in the `data:` line.
@@ -494,15 +495,25 @@ fn report(
 
     let mut missing = 0u64;
     let mut latencies = Vec::new();
+    let mut slowest: BTreeMap<u32, f64> = BTreeMap::new();
     for r in results.iter_mut().filter(|r| r.connected) {
         r.firsts.sort_unstable_by_key(|&(seq, _)| seq);
         for (&seq, &committed) in commits {
             match r.firsts.binary_search_by_key(&seq, |&(s, _)| s) {
-                Ok(i) => latencies.push((r.firsts[i].1 as f64 - committed as f64) / 1000.0),
+                Ok(i) => {
+                    let ms = (r.firsts[i].1 as f64 - committed as f64) / 1000.0;
+                    latencies.push(ms);
+                    let max = slowest.entry(seq).or_insert(ms);
+                    *max = max.max(ms);
+                }
                 Err(_) => missing += 1,
             }
         }
     }
+    let slowest: Vec<serde_json::Value> = slowest
+        .into_iter()
+        .map(|(seq, ms)| json!([seq, round1(ms)]))
+        .collect();
     latencies.sort_unstable_by(f64::total_cmp);
     let latency = if latencies.is_empty() {
         json!({"count": 0, "p50": null, "p90": null, "p99": null, "max": null})
@@ -530,6 +541,7 @@ fn report(
         "out_of_order": connected.iter().map(|r| r.out_of_order).sum::<u64>(),
         "missing_sequences": missing,
         "latency_ms": latency,
+        "latency_max_by_package_ms": slowest,
     })
 }
 
@@ -569,7 +581,7 @@ fn error_samples(results: &[ClientResult]) -> Vec<String> {
 }
 
 /// The report's keys in output order (serde_json's maps are sorted by key).
-const KEYS: [&str; 13] = [
+const KEYS: [&str; 14] = [
     "clients",
     "clients_connected",
     "clients_failed",
@@ -583,6 +595,7 @@ const KEYS: [&str; 13] = [
     "out_of_order",
     "missing_sequences",
     "latency_ms",
+    "latency_max_by_package_ms",
 ];
 const LATENCY_KEYS: [&str; 5] = ["count", "p50", "p90", "p99", "max"];
 
